@@ -1,0 +1,144 @@
+"""The first-token distribution: how likely the model is to open with each decision token."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from rt_middleware.errors import ConfigError
+from rt_middleware.tokens import RESPOND, ResolvedTokens
+
+__all__ = ["FirstTokenDistribution", "check_sampling", "distribution_from_logits"]
+
+
+@dataclass(frozen=True)
+class FirstTokenDistribution:
+    """Full-vocabulary softmax probabilities of the decision tokens at the first step.
+
+    `probabilities` is keyed like policies (``respond`` and category names); `rest` is the mass of
+    every other token. Temperature and first-step logit biases are already applied.
+    """
+
+    probabilities: Mapping[str, float]
+    rest: float = 0.0
+    prompt_tokens: int | None = None
+    temperature: float = 1.0
+    logit_bias: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "probabilities", MappingProxyType(dict(self.probabilities)))
+        object.__setattr__(self, "logit_bias", MappingProxyType(dict(self.logit_bias)))
+
+    @property
+    def respond(self) -> float:
+        return self.probabilities[RESPOND]
+
+    @property
+    def categories(self) -> dict[str, float]:
+        return {k: v for k, v in self.probabilities.items() if k != RESPOND}
+
+    @property
+    def control_mass(self) -> float:
+        """Total probability of all decision tokens."""
+        return float(sum(self.probabilities.values()))
+
+    def argmax(self) -> str:
+        """The decision name the model itself would emit among the decision tokens."""
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    def renormalized(self, names: list[str] | None = None) -> dict[str, float]:
+        """Probabilities renormalised over `names` (default: every decision token)."""
+        names = list(self.probabilities) if names is None else names
+        total = sum(self.probabilities[n] for n in names)
+        if total <= 0:
+            return {n: 1.0 / len(names) for n in names}
+        return {n: self.probabilities[n] / total for n in names}
+
+    def with_bias(self, bias: Mapping[str, float]) -> FirstTokenDistribution:
+        """The distribution after adding `bias` to some decision tokens' logits.
+
+        Exact without the logits: a bias b_j scales p_j by e^b_j and the partition function by
+        (rest + sum of the scaled decision probabilities).
+        """
+        unknown = set(bias) - set(self.probabilities)
+        if unknown:
+            raise ConfigError(f"logit_bias names unknown decision tokens: {sorted(unknown)}")
+        scaled = {k: v * math.exp(bias.get(k, 0.0)) for k, v in self.probabilities.items()}
+        z = self.rest + sum(scaled.values())
+        merged = dict(self.logit_bias)
+        for k, b in bias.items():
+            merged[k] = merged.get(k, 0.0) + b
+        return FirstTokenDistribution(
+            probabilities={k: v / z for k, v in scaled.items()},
+            rest=self.rest / z,
+            prompt_tokens=self.prompt_tokens,
+            temperature=self.temperature,
+            logit_bias=merged,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "probabilities": dict(self.probabilities),
+            "rest": self.rest,
+            "prompt_tokens": self.prompt_tokens,
+            "temperature": self.temperature,
+            "logit_bias": dict(self.logit_bias),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FirstTokenDistribution:
+        return cls(
+            probabilities=data["probabilities"],
+            rest=data.get("rest", 0.0),
+            prompt_tokens=data.get("prompt_tokens"),
+            temperature=data.get("temperature", 1.0),
+            logit_bias=data.get("logit_bias", {}),
+        )
+
+
+def check_sampling(tokens: ResolvedTokens, temperature: float, logit_bias: Mapping[str, float]) -> None:
+    """Reject a temperature or a bias key that no backend could honour."""
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ConfigError(f"temperature must be a positive finite number, got {temperature!r}")
+    for name, value in logit_bias.items():
+        tokens.schema.token_for(name)
+        if not math.isfinite(value):
+            raise ConfigError(f"logit_bias[{name!r}] must be finite, got {value!r}")
+
+
+def distribution_from_logits(
+    logits: Any,
+    tokens: ResolvedTokens,
+    *,
+    temperature: float = 1.0,
+    logit_bias: Mapping[str, float] | None = None,
+    prompt_tokens: int | None = None,
+) -> FirstTokenDistribution:
+    """Softmax over the full vocabulary of ``logits / temperature + bias``.
+
+    `logits` is one row of raw next-token logits (numpy or anything ``np.asarray`` takes). Every
+    backend funnels through here, so all agree on the arithmetic (float64, max-shifted).
+    """
+    bias = dict(logit_bias or {})
+    check_sampling(tokens, temperature, bias)
+    row = np.asarray(logits, dtype=np.float64).reshape(-1) / temperature
+    if not np.all(np.isfinite(row[[*tokens.ids.values()]])):
+        raise ConfigError("the model produced non-finite logits for a decision token")
+    for name, b in bias.items():
+        row[tokens.ids[name]] += b
+    row = row - np.max(row)
+    weights = np.exp(row)
+    total = float(weights.sum())
+    probs = {name: float(weights[idx] / total) for name, idx in tokens.ids.items()}
+    return FirstTokenDistribution(
+        probabilities=probs,
+        rest=max(0.0, 1.0 - sum(probs.values())),
+        prompt_tokens=prompt_tokens,
+        temperature=temperature,
+        logit_bias=bias,
+    )
