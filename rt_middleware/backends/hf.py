@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,15 +14,13 @@ from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
 from rt_middleware.errors import BackendError, ConfigError, TokenSchemaError
 from rt_middleware.messages import Conversation
+from rt_middleware.templating import render_pieces
 from rt_middleware.tokens import RefusalTokenSchema, ResolvedTokens
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["HFBackend", "resolve_hf_tokens"]
-
-_SENTINEL = re.compile("\ue000(\\d+)\ue001")
-
 
 def resolve_hf_tokens(tokenizer: PreTrainedTokenizerBase, schema: RefusalTokenSchema) -> ResolvedTokens:
     """Resolve the schema's ids and prove user text cannot produce them."""
@@ -113,26 +110,17 @@ class HFBackend(BaseBackend):
     # ---- template --------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> list[int]:
         """Template text is tokenized with special tokens; message text with them split."""
-        placeholders = [
-            {"role": m.role, "content": f"\ue000{i}\ue001"} for i, m in enumerate(conversation)
-        ]
-        rendered = self.tokenizer.apply_chat_template(
-            placeholders, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
-        )
-        pieces = _SENTINEL.split(rendered)
-        order = [int(p) for p in pieces[1::2]]
-        if sorted(order) != list(range(len(conversation))):
-            raise ConfigError("the chat template rewrites message text; cannot isolate user text from it")
+
+        def render(messages: list[dict[str, str]]) -> str:
+            return self.tokenizer.apply_chat_template(
+                messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+            )
+
         ids: list[int] = []
-        for i, piece in enumerate(pieces):
-            if i % 2:
-                text, split = conversation[int(piece)].content, True
-            else:
-                text, split = piece, False
-            if text:
-                ids.extend(
-                    self.tokenizer(text, add_special_tokens=False, split_special_tokens=split).input_ids
-                )
+        for text, is_message in render_pieces(render, conversation):
+            ids.extend(
+                self.tokenizer(text, add_special_tokens=False, split_special_tokens=is_message).input_ids
+            )
         return ids
 
     # ---- model calls -----------------------------------------------------------------------

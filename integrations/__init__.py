@@ -1,0 +1,1 @@
+"""Adapters to other frameworks, shipped as ``rt_middleware.integrations`` (only these import them)."""

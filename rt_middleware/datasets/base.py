@@ -1,0 +1,144 @@
+"""The labelled-prompt record, the user FILE schema (JSONL/CSV) and where shared data lives."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rt_middleware.errors import ConfigError
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DatasetError",
+    "LabeledPrompt",
+    "data_dir",
+    "dedupe_against",
+    "load_file",
+    "normalize_text",
+]
+
+DATA_DIR_ENV = "RT_DATA_DIR"
+_LABEL_KEYS = ("label", "expected", "category")
+
+
+class DatasetError(ConfigError):
+    """A data file is missing, empty or malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LabeledPrompt:
+    """One prompt and the decision it should get (a category name, or ``respond``)."""
+
+    prompt: str
+    label: str
+    source: str = "file"
+    subcategory: str | None = None
+    id: str | None = None
+    response: str | None = None
+    """A reference answer where the set has one (used as a training target)."""
+    mimics: str | None = None
+    """For contrast prompts (label ``respond``): the refusal category they look like."""
+
+    @property
+    def should_refuse(self) -> bool:
+        return self.label != "respond"
+
+
+def data_dir() -> Path:
+    """``$RT_DATA_DIR``, else the first ``shared/data`` found beside the working directory or this checkout."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for base in (Path.cwd(), *Path.cwd().parents, *here.parents):
+        for candidate in (base / "shared" / "data", base.parent / "shared" / "data"):
+            if candidate.is_dir():
+                return candidate
+    raise DatasetError(
+        f"cannot find the shared data folder; set {DATA_DIR_ENV} to the folder holding coconot/, xstest/ ..."
+    )
+
+
+def normalize_text(text: str) -> str:
+    """Casefolded, NFKC, punctuation-free, single-spaced: the key for de-duplication."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
+
+def dedupe_against(rows: Iterable[LabeledPrompt], *held_out: Iterable[LabeledPrompt]) -> list[LabeledPrompt]:
+    """Drop rows whose normalised prompt occurs in any held-out set, and duplicates among rows."""
+    banned = {normalize_text(r.prompt) for rows_ in held_out for r in rows_}
+    out, seen = [], set()
+    for row in rows:
+        key = normalize_text(row.prompt)
+        if key in banned or key in seen:
+            continue
+        seen.add(key)
+        out.append(row)
+    return out
+
+
+def _row(record: dict, where: str, source: str) -> LabeledPrompt:
+    prompt = record.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise DatasetError(f"{where}: missing or empty 'prompt'")
+    label = next((record[k] for k in _LABEL_KEYS if record.get(k) not in (None, "")), None)
+    if not isinstance(label, str):
+        raise DatasetError(f"{where}: missing label (one of {', '.join(_LABEL_KEYS)}: a category or 'respond')")
+    return LabeledPrompt(
+        prompt=prompt,
+        label=label.strip(),
+        source=source,
+        subcategory=record.get("subcategory") or None,
+        id=str(record["id"]) if record.get("id") not in (None, "") else None,
+        response=record.get("response") or None,
+    )
+
+
+def load_file(path: str | Path, *, categories: Iterable[str] | None = None) -> list[LabeledPrompt]:
+    """Read the FILE schema: JSONL or CSV rows with ``prompt`` and ``label`` (or ``expected``/``category``).
+
+    The label is a category name or ``respond``; optional fields: id, subcategory, response.
+    With `categories`, an unknown label is an error naming its line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"data file not found: {path}")
+    rows: list[LabeledPrompt] = []
+    source = path.stem
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "prompt" not in reader.fieldnames:
+                raise DatasetError(f"{path}:1: the CSV header needs a 'prompt' column")
+            for line, record in enumerate(reader, start=2):
+                rows.append(_row(record, f"{path}:{line}", source))
+    else:
+        with path.open(encoding="utf-8") as fh:
+            for line, text in enumerate(fh, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path}:{line}: not valid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise DatasetError(f"{path}:{line}: each line must be a JSON object")
+                rows.append(_row(record, f"{path}:{line}", source))
+    if not rows:
+        raise DatasetError(f"{path}: no rows")
+    if categories is not None:
+        known = {*categories, "respond"}
+        for i, row in enumerate(rows):
+            if row.label not in known:
+                raise DatasetError(
+                    f"{path}: row {i + 1}: unknown label {row.label!r}; expected one of {sorted(known)}"
+                )
+    return rows
