@@ -20,7 +20,7 @@ from langchain_core.messages import (
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable, ensure_config
 from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
 from rt_middleware.decision import Decision, decide, fail_decision
@@ -132,12 +132,12 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     """Answers responded inputs instead of continuing the model's own generation."""
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
 
-    @model_validator(mode="after")
-    def _check_policies(self) -> RefusalRouter:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # after pydantic: a PolicyError raised in a validator would be re-wrapped as ValidationError
         if not isinstance(self.backend, BaseBackend):
             raise TypeError(f"backend must be a BaseBackend, got {type(self.backend).__name__}")
         self.policies.require(categories=self.backend.schema.category_names, routes=self.routes)
-        return self
 
     @classmethod
     def is_lc_serializable(cls) -> bool:

@@ -192,7 +192,7 @@ class HFBackend(BaseBackend):
             if room <= 0:
                 return
             options = GenerationOptions(**{**options.__dict__, "max_new_tokens": min(options.max_new_tokens, room)})
-        new_ids: queue.Queue[int | None | BaseException] = queue.Queue()
+        new_ids: queue.Queue[int | BaseException | None] = queue.Queue()
 
         class _Streamer:
             first = True

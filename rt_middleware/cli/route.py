@@ -43,7 +43,7 @@ def route(
     print_decision(decision, message.text)
 
 
-def _echo_routes(store):  # noqa: ANN001, ANN202
+def _echo_routes(store):
     """On the command line a route has no chain behind it: say which route would answer."""
     from langchain_core.runnables import RunnableLambda
 

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rt_middleware import ConfigError, FirstTokenDistribution, RefusalTokenSchema
+from rt_middleware.distribution import distribution_from_logits
+
+SCHEMA = RefusalTokenSchema.coconot()
+TOKENS = SCHEMA.resolve(lambda t: [100 + SCHEMA.tokens.index(t)])
+
+
+def reference(row: np.ndarray, temperature: float, bias: dict[str, float]) -> dict[str, float]:
+    z = row.astype(np.float64) / temperature
+    for name, b in bias.items():
+        z[TOKENS.ids[name]] += b
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return {name: float(p[i]) for name, i in TOKENS.ids.items()}
+
+
+logit_rows = st.lists(st.floats(-20, 20), min_size=120, max_size=120).map(np.array)
+biases = st.dictionaries(st.sampled_from(SCHEMA.names), st.floats(-10, 10), max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=logit_rows, temperature=st.floats(0.2, 3.0), bias=biases)
+def test_matches_full_vocabulary_softmax(row: np.ndarray, temperature: float, bias: dict[str, float]) -> None:
+    dist = distribution_from_logits(row, TOKENS, temperature=temperature, logit_bias=bias)
+    want = reference(row, temperature, bias)
+    for name, p in want.items():
+        assert dist.probabilities[name] == pytest.approx(p, abs=1e-12)
+    assert dist.rest + dist.control_mass == pytest.approx(1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=logit_rows, name=st.sampled_from(SCHEMA.names), b=st.floats(0.01, 10))
+def test_positive_bias_never_lowers_its_tokens_probability(row: np.ndarray, name: str, b: float) -> None:
+    base = distribution_from_logits(row, TOKENS)
+    biased = distribution_from_logits(row, TOKENS, logit_bias={name: b})
+    assert biased.probabilities[name] >= base.probabilities[name] - 1e-15
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=logit_rows, bias=biases)
+def test_with_bias_equals_biasing_the_logits(row: np.ndarray, bias: dict[str, float]) -> None:
+    rebiased = distribution_from_logits(row, TOKENS).with_bias(bias)
+    direct = distribution_from_logits(row, TOKENS, logit_bias=bias)
+    for name in SCHEMA.names:
+        assert rebiased.probabilities[name] == pytest.approx(direct.probabilities[name], rel=1e-9, abs=1e-15)
+
+
+def test_renormalized_argmax_and_roundtrip() -> None:
+    dist = FirstTokenDistribution(probabilities={"respond": 0.2, "refuse": 0.6}, rest=0.2)
+    assert dist.argmax() == "refuse"
+    assert dist.renormalized() == pytest.approx({"respond": 0.25, "refuse": 0.75})
+    assert FirstTokenDistribution.from_dict(dist.to_dict()) == dist
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, math.inf, math.nan])
+def test_bad_temperature(temperature: float) -> None:
+    with pytest.raises(ConfigError, match="temperature"):
+        distribution_from_logits(np.zeros(120), TOKENS, temperature=temperature)
+
+
+def test_bad_bias_key_and_value() -> None:
+    with pytest.raises(ConfigError, match="unknown decision name"):
+        distribution_from_logits(np.zeros(120), TOKENS, logit_bias={"nope": 1.0})
+    with pytest.raises(ConfigError, match="finite"):
+        distribution_from_logits(np.zeros(120), TOKENS, logit_bias={"respond": math.inf})
+    with pytest.raises(ConfigError, match="unknown decision tokens"):
+        FirstTokenDistribution(probabilities={"respond": 1.0}).with_bias({"x": 1.0})
