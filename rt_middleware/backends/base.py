@@ -162,15 +162,20 @@ class BaseBackend(ABC):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         encoded = [self._checked_ids(c) for c in conversations]
-        out: list[FirstTokenDistribution] = []
-        starts = range(0, len(encoded), batch_size)
+        # batches of similar lengths waste less compute on padding; results return in input order
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[FirstTokenDistribution | None] = [None] * len(encoded)
+        starts = range(0, len(order), batch_size)
         if progress:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="first-token distributions", unit="batch")
         for start in starts:
-            out.extend(self._distributions_ids(encoded[start : start + batch_size], temperature, bias))
-        return out
+            chunk = order[start : start + batch_size]
+            dists = self._distributions_ids([encoded[i] for i in chunk], temperature, bias)
+            for i, dist in zip(chunk, dists, strict=True):
+                out[i] = dist
+        return out  # type: ignore[return-value]
 
     def stream(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
