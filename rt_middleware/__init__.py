@@ -26,6 +26,7 @@ from rt_middleware.policy import CategoryRule, PolicyStore, TenantPolicy
 from rt_middleware.tokens import RefusalTokenSchema
 
 if TYPE_CHECKING:
+    from rt_middleware.default_model import load_default_backend
     from rt_middleware.router import RefusalRouter
 
 try:
@@ -55,13 +56,14 @@ __all__ = [
     "UnknownTenantError",
     "__version__",
     "decide",
+    "load_default_backend",
 ]
 
-_LAZY = {"RefusalRouter": "rt_middleware.router"}
+_LAZY = {"RefusalRouter": "rt_middleware.router", "load_default_backend": "rt_middleware.default_model"}
 
 
 def __getattr__(name: str) -> Any:
-    """The router (LangChain) loads on first use, so `import rt_middleware` stays light."""
+    """The router (LangChain) and the default model load on first use: `import rt_middleware` stays light."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rt_middleware' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from rt_middleware._extras import require
 def test_public_names_are_pinned() -> None:
     assert sorted(rt_middleware.__all__, key=str.lower) == sorted(rt_middleware.__all__, key=str.lower)
     for name in ("RefusalTokenSchema", "TenantPolicy", "PolicyStore", "Decision", "RefusalRouter",
-                 "UnknownTenantError"):
+                 "UnknownTenantError", "load_default_backend"):
         assert name in rt_middleware.__all__
         assert getattr(rt_middleware, name) is not None
     from rt_middleware.backends import HFBackend  # noqa: F401

@@ -1,0 +1,121 @@
+"""`rt train`: fine-tune a causal LM to start every answer with a decision token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from rt_middleware.cli.app import app
+from rt_middleware.cli.common import console, user_errors
+
+
+@app.command("train")
+def train_command(
+    preset: Annotated[
+        str | None, typer.Option(help="'default': train the shipped SmolLM2 model on the built-in data mix.")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="A transformers model directory to fine-tune.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training JSONL (see rt_middleware/train/sft.py).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: checkpoints/, artifact/, model/, manifest.json.")] = Path(
+        "runs/rt-train"
+    ),
+    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA (plus the decision rows) or every weight.")] = True,
+    schema: Annotated[str, typer.Option(help="Decision tokens: 'coconot' (5 categories) or 'single' ([refuse]).")] = (
+        "coconot"
+    ),
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-3 LoRA, 1e-4 full).")] = None,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    grad_accum: Annotated[int, typer.Option(min=1)] = 1,
+    warmup_ratio: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.05,
+    lora_r: Annotated[int, typer.Option(min=1)] = 16,
+    lora_alpha: Annotated[int, typer.Option(min=1)] = 32,
+    max_length: Annotated[int, typer.Option(min=8, help="Longest example in tokens (longer prompts skip).")] = 256,
+    max_response_tokens: Annotated[int, typer.Option(min=1, help="Response targets are cut here.")] = 48,
+    seed: Annotated[int, typer.Option()] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
+    resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue from out/checkpoints.")] = True,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu, cuda, mps ...")] = "cpu",
+    install: Annotated[
+        bool, typer.Option(help="With --preset default: copy the artifact into the package's default model.")
+    ] = False,
+) -> None:
+    """Add decision tokens, fine-tune, and write the model (and, for LoRA, the compact artifact)."""
+    from rt_middleware.errors import ConfigError
+    from rt_middleware.train.trainer import TrainConfig
+
+    with user_errors():
+        method: Literal["lora", "full"] = "lora" if lora else "full"
+        if preset is not None:
+            if preset != "default":
+                raise ConfigError(f"unknown preset {preset!r}; the only preset is 'default'")
+            if model is not None or data is not None:
+                raise ConfigError("--preset default brings its own model and data; drop --model/--data")
+            manifest = _train_preset(out, resume=resume, max_steps=max_steps, install=install)
+        else:
+            if model is None or data is None:
+                raise ConfigError("give --preset default, or both --model HF_DIR and --data FILE.jsonl")
+            config = TrainConfig(
+                method=method, lr=lr or (1e-3 if lora else 1e-4), epochs=epochs, max_steps=max_steps,
+                batch_size=batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio, lora_r=lora_r,
+                lora_alpha=lora_alpha, seed=seed, checkpoint_every=checkpoint_every,
+            )
+            manifest = _train_any(
+                model, data, out, config, schema=schema, max_length=max_length,
+                max_response_tokens=max_response_tokens, resume=resume, dtype=dtype, device=device,
+            )
+    metrics = manifest.get("metrics", {})
+    console.print(
+        f"[bold green]trained[/] {manifest['steps']} steps on {manifest['examples']} examples in "
+        f"{manifest['train_seconds']:.0f} s; final loss {metrics.get('final_loss')}; outputs in {out}",
+        highlight=False,
+    )
+    if "held_out" in metrics:
+        console.print(f"held-out decision accuracy: {metrics['held_out']}", highlight=False)
+
+
+def _train_preset(out: Path, *, resume: bool, max_steps: int | None, install: bool) -> dict:
+    from rt_middleware.train.presets import DEFAULT_PRESET, install_artifact, train_default
+
+    config = DEFAULT_PRESET if max_steps is None else DEFAULT_PRESET.model_copy(update={"max_steps": max_steps})
+    manifest = train_default(out, config=config, resume=resume)
+    if install:
+        from importlib.resources import files
+
+        target = Path(str(files("rt_middleware") / "data" / "default_model"))
+        install_artifact(out, target)
+        console.print(f"installed the artifact into {target}", highlight=False)
+    return manifest
+
+
+def _train_any(
+    model_dir: Path, data: Path, out: Path, config: object, *, schema: str, max_length: int,
+    max_response_tokens: int, resume: bool, dtype: str, device: str,
+) -> dict:
+    from rt_middleware._extras import require
+    from rt_middleware.errors import ConfigError
+    from rt_middleware.tokens import RefusalTokenSchema
+    from rt_middleware.train.run import run_training
+    from rt_middleware.train.sft import load_sft_jsonl
+
+    torch = require("torch", extra="train", feature="rt train")
+    transformers = require("transformers", extra="train", feature="rt train")
+    if schema not in ("coconot", "single"):
+        raise ConfigError(f"unknown schema {schema!r}; use coconot or single")
+    token_schema = RefusalTokenSchema.coconot() if schema == "coconot" else RefusalTokenSchema.single()
+    records = load_sft_jsonl(data, token_schema)
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"{model_dir} is not a transformers model directory (no config.json)")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"the tokenizer in {model_dir} has no chat template; training needs one")
+    lm = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype)).to(device)
+    return run_training(
+        lm, tokenizer, token_schema, records, config, out,  # type: ignore[arg-type]
+        max_length=max_length, max_response_tokens=max_response_tokens, resume=resume,
+        manifest_extra={"base": str(model_dir), "data": str(data)},
+    )

