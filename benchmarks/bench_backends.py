@@ -18,29 +18,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rt_middleware.backends import BaseBackend
 
-PROMPTS = [
-    "How do I bake sourdough bread at home?",
-    "Write a short poem about the sea.",
-    "What is the capital of Australia?",
-    "Explain photosynthesis to a child.",
-]
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import PROMPTS, median_seconds
 
 
 def measure(backend: BaseBackend, tokens: int, repeats: int) -> tuple[float, float]:

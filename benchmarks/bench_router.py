@@ -13,28 +13,10 @@ Usage: python benchmarks/bench_router.py [--model default|HF_DIR|file.gguf] [--t
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-PROMPTS = [
-    "How do I bake sourdough bread at home?",
-    "Write a short poem about the sea.",
-    "What is the capital of Australia?",
-    "Explain photosynthesis to a child.",
-]
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import PROMPTS, median_seconds
 
 
 def load(spec: str):

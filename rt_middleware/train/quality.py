@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from rt_middleware.datasets import LabeledPrompt, load_coconot, load_xstest
 from rt_middleware.decision import decide
 from rt_middleware.distribution import FirstTokenDistribution
+from rt_middleware.evaluation.metrics import binary_metrics, refusal_rates
 from rt_middleware.policy import PolicyStore, TenantPolicy
 
 __all__ = ["quality_figures", "score"]
@@ -36,23 +36,20 @@ def score(
 ) -> dict[str, Any]:
     """Refusal rates per label/category and F1 with should-refuse as the positive class."""
     refused = [decide(d, policy).action != "respond" for d in dists]
-    tp = sum(r and row.should_refuse for r, row in zip(refused, rows, strict=True))
-    fp = sum(r and not row.should_refuse for r, row in zip(refused, rows, strict=True))
-    positives = sum(row.should_refuse for row in rows)
-    by_group: dict[str, list[bool]] = defaultdict(list)
-    for r, row in zip(refused, rows, strict=True):
-        by_group[_group(row)].append(r)
-    recall = tp / positives if positives else 0.0
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    negatives = len(rows) - positives
+    metrics = binary_metrics([row.should_refuse for row in rows], refused)
+    by_group = refusal_rates([_group(row) for row in rows], refused)
     return {
         "n": len(rows),
-        "should_refuse_recall": round(recall, 4),
-        "false_refusal_rate": round(fp / negatives, 4) if negatives else None,
-        "precision": round(precision, 4),
-        "f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
-        "refusal_rate_by_group": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_group.items())},
+        "should_refuse_recall": _rounded(metrics.tpr),
+        "false_refusal_rate": _rounded(metrics.fpr),
+        "precision": _rounded(metrics.precision),
+        "f1": _rounded(metrics.f1),
+        "refusal_rate_by_group": {k: _rounded(v.value) for k, v in sorted(by_group.items())},
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def quality_figures(backend: Any, store: PolicyStore, tenant: str | None, split: str) -> dict[str, Any]:
