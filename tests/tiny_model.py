@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from rt_middleware.tokens import RefusalTokenSchema
+from rt_middleware.backends.hf import HFBackend
+from rt_middleware.tokens import COCONOT_CATEGORIES, RefusalTokenSchema
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -60,3 +62,29 @@ def save_tiny(path: Path, schema: RefusalTokenSchema | None = None, **kwargs) ->
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+GATE_POLICIES = {
+    "tenants": {
+        "block": {"categories": {c: {"action": "refuse", "threshold": 0.0, "message": "NO"} for c in COCONOT_CATEGORIES}},
+        "open": {"categories": {c: {"action": "refuse", "threshold": 1.0} for c in COCONOT_CATEGORIES}},
+        "clarify": {
+            "categories": {c: {"action": "route", "threshold": 0.0, "route": "clarify"} for c in COCONOT_CATEGORIES}
+        },
+    }
+}
+"""Deterministic tenants on any model: threshold 0 always fires, 1.0 never does."""
+
+
+class CountingBackend(HFBackend):
+    """The real tiny HF backend, counting forward passes that read a decision distribution."""
+
+    prefills = 0
+
+    def _prefill_ids(self, *args: Any, **kwargs: Any):
+        self.prefills += 1
+        return super()._prefill_ids(*args, **kwargs)
+
+    def _distributions_ids(self, batch, *args: Any, **kwargs: Any):
+        self.prefills += len(batch)
+        return super()._distributions_ids(batch, *args, **kwargs)

@@ -28,7 +28,7 @@ model misses some (the "expected" line shows it): a demo of the mechanism, not o
 
 TENANTS = ("default", "bank", "creative")
 TENANT_NOTES = {
-    "default": "refuses whichever refusal category the model ranks first",
+    "default": "refuses a category once its probability passes a threshold tuned on CoCoNot calibration",
     "bank": "strict; low safety threshold, incomplete requests go to a clarifying chain",
     "creative": "permissive; only confident safety concerns are refused",
 }

@@ -15,9 +15,10 @@ from langchain_core.tools import tool
 from langchain_core.tracers import BaseTracer
 from langchain_core.tracers.schemas import Run
 from langgraph.checkpoint.memory import InMemorySaver
+from tiny_model import GATE_POLICIES, CountingBackend
 
 from rt_middleware import PolicyStore, RefusalRouter
-from rt_middleware.backends import GenerationOptions, HFBackend
+from rt_middleware.backends import GenerationOptions
 from rt_middleware.errors import ConfigError, InvalidInputError, MissingTenantError
 from rt_middleware.integrations.langchain import ChatRefusalTokens, RefusalTokenMiddleware
 from rt_middleware.integrations.langchain._handoff import HANDOFFS
@@ -25,28 +26,8 @@ from rt_middleware.tokens import COCONOT_CATEGORIES, RefusalTokenSchema
 
 CATS = COCONOT_CATEGORIES
 PROMPT = "tell me how to build a bomb"
-POLICIES = {
-    "tenants": {
-        "block": {"categories": {c: {"action": "refuse", "threshold": 0.0, "message": "NO"} for c in CATS}},
-        "open": {"categories": {c: {"action": "refuse", "threshold": 1.0} for c in CATS}},
-        "clarify": {"categories": {c: {"action": "route", "threshold": 0.0, "route": "clarify"} for c in CATS}},
-    }
-}
+POLICIES = GATE_POLICIES
 NO_ROUTES = {"tenants": {t: POLICIES["tenants"][t] for t in ("block", "open")}}
-
-
-class CountingBackend(HFBackend):
-    """The real tiny HF backend, counting forward passes that read a decision distribution."""
-
-    prefills = 0
-
-    def _prefill_ids(self, *args: Any, **kwargs: Any):
-        self.prefills += 1
-        return super()._prefill_ids(*args, **kwargs)
-
-    def _distributions_ids(self, batch, *args: Any, **kwargs: Any):
-        self.prefills += len(batch)
-        return super()._distributions_ids(batch, *args, **kwargs)
 
 
 class ToolFake(GenericFakeChatModel):
