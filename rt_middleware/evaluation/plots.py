@@ -6,13 +6,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rt_middleware._extras import require
 
 if TYPE_CHECKING:
     from rt_middleware.evaluation.metrics import Rate
     from rt_middleware.evaluation.sweep import IsolationRow, RocCurve, ThresholdSweep
 
-__all__ = ["plot_isolation", "plot_rate_curves", "plot_rates", "plot_roc"]
+__all__ = ["plot_isolation", "plot_loss_curve", "plot_rate_curves", "plot_rates", "plot_roc"]
 
 
 def _pyplot() -> Any:
@@ -123,4 +125,24 @@ def plot_isolation(rows: Sequence[IsolationRow], path: Path, *, title: str = "")
     ax.set_ylabel("category whose threshold is swept")
     fig.colorbar(image, ax=ax, label="rate change (pp)")
     ax.set_title(title or "cross-category isolation")
+    return _save(fig, path)
+
+
+def plot_loss_curve(losses: Sequence[float], path: Path, *, title: str = "training loss") -> Path:
+    """Per-step training loss with a moving average (single steps are noisy at small batches)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    steps = range(1, len(losses) + 1)
+    ax.plot(steps, losses, color="0.7", linewidth=1, label="per step")
+    window = max(1, len(losses) // 20)
+    if window > 1:
+        totals = np.concatenate([[0.0], np.cumsum(losses)])
+        end = np.arange(1, len(losses) + 1)
+        start = np.maximum(0, end - window)
+        smooth = (totals[end] - totals[start]) / (end - start)
+        ax.plot(steps, smooth, color="C0", linewidth=2, label=f"mean of {window} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
     return _save(fig, path)

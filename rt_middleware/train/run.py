@@ -83,6 +83,10 @@ def run_training(
     if config.method == "lora":
         save_artifact(result.model, tokenizer, schema, out / "artifact", manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if result.losses:
+        from rt_middleware.evaluation.plots import plot_loss_curve
+
+        plot_loss_curve(result.losses, out / "loss.png", title=f"training loss ({config.method}, {result.steps} steps)")
     if save_model:
         save_merged(result.model, tokenizer, out / "model")
     return manifest

@@ -175,6 +175,7 @@ def test_artifact_round_trip_reproduces_the_trained_model(tmp_path: Path) -> Non
     )
     assert manifest["metrics"]["held_out_examples"] == 3 and manifest["steps"] == 15
     assert read_manifest(tmp_path / "run" / "artifact")["lora"]["r"] == 4
+    assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     trained = HFBackend.from_pretrained(tmp_path / "run" / "model", schema=COCONOT)
     base, base_tok = bare_tiny()
     schema = apply_artifact(base, base_tok, tmp_path / "run" / "artifact")
