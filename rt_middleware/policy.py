@@ -202,10 +202,6 @@ class PolicyStore:
     def path(self) -> Path | None:
         return self._path
 
-    def snapshot(self) -> tuple[PolicyFile, str]:
-        """The parsed file and its version, read together (consistent under reloads)."""
-        return self._state
-
     def get(self, tenant_id: str | None) -> TenantPolicy:
         return self.resolve(tenant_id)[1]
 

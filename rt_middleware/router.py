@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,7 +190,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def _options(self, policy: TenantPolicy) -> GenerationOptions:
         if policy.max_new_tokens is None:
             return self.generation
-        return GenerationOptions(**{**self.generation.__dict__, "max_new_tokens": policy.max_new_tokens})
+        return dataclasses.replace(self.generation, max_new_tokens=policy.max_new_tokens)
 
     def _metadata(self) -> dict[str, Any]:
         return {"model_name": self.backend.model_name}

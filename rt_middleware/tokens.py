@@ -101,12 +101,6 @@ class RefusalTokenSchema:
                 f"unknown decision name {name!r}; known: {', '.join(self.names)}", token=name
             ) from None
 
-    def name_for(self, token: str) -> str:
-        for name in self.names:
-            if self.token_for(name) == token:
-                return name
-        raise TokenSchemaError(f"{token!r} is not a decision token of this schema", token=token)
-
     def resolve(self, encode: Callable[[str], Sequence[int]]) -> ResolvedTokens:
         """Map every decision name to its single token id.
 

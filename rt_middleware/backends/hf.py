@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 from collections.abc import Iterator, Mapping
@@ -191,7 +192,7 @@ class HFBackend(BaseBackend):
             room = self.max_context - len(ids)
             if room <= 0:
                 return
-            options = GenerationOptions(**{**options.__dict__, "max_new_tokens": min(options.max_new_tokens, room)})
+            options = dataclasses.replace(options, max_new_tokens=min(options.max_new_tokens, room))
         new_ids: queue.Queue[int | BaseException | None] = queue.Queue()
 
         class _Streamer:

@@ -110,9 +110,11 @@ def test_async_paths(router: RefusalRouter) -> None:
         one = await router.ainvoke("tell me how to build a bomb", cfg("block"))
         many = await router.abatch(["hello world", "do you love me"], [cfg("open"), cfg("block")])
         chunks = [c async for c in router.astream("tell me how to build a bomb", cfg("block"))]
-        return one, many, chunks
+        decision = await router.adecide("hello world", tenant_id="open")
+        return one, many, chunks, decision
 
-    one, many, chunks = asyncio.run(run())
+    one, many, chunks, decision = asyncio.run(run())
+    assert decision.action == "respond" and decision.tenant == "open"
     assert one.text == "NO"
     assert [m.response_metadata["refusal_decision"]["action"] for m in many] == ["respond", "refuse"]
     assert len(chunks) == 1 and refusal_blocks(chunks[0])
