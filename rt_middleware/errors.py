@@ -15,7 +15,8 @@ Roots split by who must act::
     │   └── PromptTooLongError                    the rendered prompt does not fit the context
     └── BackendError(RTError, RuntimeError)       the model backend failed; `retryable`; cause kept
         ├── BackendTimeoutError
-        └── BackendUnavailableError
+        ├── BackendUnavailableError
+        └── UnsafeTokenizationError               message text tokenized to a special/control id
 
 A refusal is never an exception: it is a `Decision` value.
 """
@@ -36,6 +37,7 @@ __all__ = [
     "RequestError",
     "TokenSchemaError",
     "UnknownTenantError",
+    "UnsafeTokenizationError",
 ]
 
 
@@ -122,3 +124,7 @@ class BackendUnavailableError(BackendError):
     """The backend cannot be reached or is not loaded."""
 
     retryable = True
+
+
+class UnsafeTokenizationError(BackendError):
+    """Message text tokenized to a special/control id; the request is refused before the model runs."""

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from rt_middleware._extras import require
 from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
-from rt_middleware.errors import BackendError, ConfigError, TokenSchemaError
+from rt_middleware.errors import BackendError, ConfigError, TokenSchemaError, UnsafeTokenizationError
 from rt_middleware.messages import Conversation
-from rt_middleware.templating import render_pieces
+from rt_middleware.templating import ChatEncoder
 from rt_middleware.tokens import RefusalTokenSchema, ResolvedTokens
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HFBackend", "resolve_hf_tokens"]
 
-def resolve_hf_tokens(tokenizer: PreTrainedTokenizerBase, schema: RefusalTokenSchema) -> ResolvedTokens:
+def resolve_hf_tokens(
+    tokenizer: PreTrainedTokenizerBase, schema: RefusalTokenSchema, encoder: ChatEncoder | None = None
+) -> ResolvedTokens:
     """Resolve the schema's ids and prove user text cannot produce them."""
 
     def encode(token: str) -> list[int]:
@@ -40,9 +42,10 @@ def resolve_hf_tokens(tokenizer: PreTrainedTokenizerBase, schema: RefusalTokenSc
                 "{'additional_special_tokens': [...]})",
                 token=token,
             )
-        as_text = tokenizer(token, add_special_tokens=False, split_special_tokens=True).input_ids
-        if set(as_text) & resolved.id_set:
-            raise TokenSchemaError(f"user text {token!r} tokenizes to a decision id", token=token)
+        try:
+            (encoder or ChatEncoder(tokenizer)).encode_text(token)
+        except UnsafeTokenizationError:
+            raise TokenSchemaError(f"user text {token!r} tokenizes to a special id", token=token) from None
     return resolved
 
 
@@ -70,10 +73,11 @@ class HFBackend(BaseBackend):
         if schema is None:
             specials = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
             schema = RefusalTokenSchema.detect(specials) or RefusalTokenSchema.coconot()
-        self.tokens = resolve_hf_tokens(tokenizer, schema)
-        self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
+        self.encoder = ChatEncoder(tokenizer, chat_template)
+        self.chat_template = self.encoder.chat_template
         if not self.chat_template:
             raise ConfigError("the tokenizer has no chat template; pass chat_template=")
+        self.tokens = resolve_hf_tokens(tokenizer, schema, self.encoder)
         cfg_len = getattr(model.config, "max_position_embeddings", None)
         tok_len = getattr(tokenizer, "model_max_length", None)
         self.max_context = max_context or cfg_len or (tok_len if tok_len and tok_len < 10**7 else None)
@@ -110,19 +114,11 @@ class HFBackend(BaseBackend):
 
     # ---- template --------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> list[int]:
-        """Template text is tokenized with special tokens; message text with them split."""
+        """Template text is tokenized with special tokens; message text never yields a special id.
 
-        def render(messages: list[dict[str, str]]) -> str:
-            return self.tokenizer.apply_chat_template(
-                messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
-            )
-
-        ids: list[int] = []
-        for text, is_message in render_pieces(render, conversation):
-            ids.extend(
-                self.tokenizer(text, add_special_tokens=False, split_special_tokens=is_message).input_ids
-            )
-        return ids
+        Thread-safe: `ChatEncoder` tokenizes with private tokenizer copies fixed at construction.
+        """
+        return self.encoder.encode(conversation)
 
     # ---- model calls -----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rt_middleware.datasets.base import DatasetError, LabeledPrompt
 from rt_middleware.messages import ChatMessage, Conversation
-from rt_middleware.templating import render_pieces
+from rt_middleware.templating import ChatEncoder
 from rt_middleware.tokens import RESPOND, RefusalTokenSchema, ResolvedTokens
 
 if TYPE_CHECKING:
@@ -170,24 +170,18 @@ def records_from_prompts(rows: Iterable[LabeledPrompt]) -> list[SFTRecord]:
 
 
 def encode_prompt(
-    tokenizer: PreTrainedTokenizerBase, conversation: Conversation, chat_template: str | None = None
+    tokenizer: PreTrainedTokenizerBase,
+    conversation: Conversation,
+    chat_template: str | None = None,
+    *,
+    encoder: ChatEncoder | None = None,
 ) -> list[int]:
-    """The ids `HFBackend.encode` gives: template text with specials, message text with specials split.
+    """The ids `HFBackend.encode` gives, from the same `ChatEncoder` (pass one to reuse it).
 
     Training on any other rendering (say, without SmolLM2's default system line) teaches the
     model a prompt it never sees at inference.
     """
-    template = chat_template or tokenizer.chat_template
-
-    def render(messages: list[dict[str, str]]) -> str:
-        return tokenizer.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=True
-        )
-
-    ids: list[int] = []
-    for text, is_message in render_pieces(render, conversation):
-        ids.extend(tokenizer(text, add_special_tokens=False, split_special_tokens=is_message).input_ids)
-    return ids
+    return (encoder or ChatEncoder(tokenizer, chat_template)).encode(conversation)
 
 
 @dataclass(frozen=True)
@@ -218,20 +212,22 @@ def build_example(
     chat_template: str | None = None,
     max_response_tokens: int = 48,
     max_length: int = 256,
+    encoder: ChatEncoder | None = None,
 ) -> SFTExample | None:
     """One example, or None when the prompt alone does not fit `max_length`.
 
     A response longer than `max_response_tokens` is cut without an end-of-turn token, so the model
     never learns to stop mid-answer.
     """
-    prompt_ids = encode_prompt(tokenizer, record.conversation(), chat_template)
+    encoder = encoder or ChatEncoder(tokenizer, chat_template)
+    prompt_ids = encoder.encode(record.conversation())
     control = tokens.id_for(record.label)
     if len(prompt_ids) + 1 > max_length:
         return None
     text = _response_text(record, index)
     response_ids: list[int] = []
     if text is not None:
-        response_ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids
+        response_ids = encoder.encode_text(text)
         room = min(max_response_tokens, max_length - len(prompt_ids) - 1)
         if len(response_ids) < room and tokenizer.eos_token_id is not None:
             response_ids = [*response_ids, tokenizer.eos_token_id]
@@ -248,6 +244,8 @@ def build_examples(
     **kwargs: Any,
 ) -> tuple[list[SFTExample], int]:
     """Examples for every record that fits, and how many were skipped as too long."""
+    if "encoder" not in kwargs:  # one encoder (two tokenizer copies) for all records
+        kwargs["encoder"] = ChatEncoder(tokenizer, kwargs.get("chat_template"))
     examples = []
     for i, record in enumerate(records):
         example = build_example(tokenizer, record, tokens, index=i, **kwargs)
