@@ -84,7 +84,9 @@ def decide(
         fires = probs[category] >= threshold if threshold is not None else top == category
         if fires:
             candidates.append((probs[category], category, threshold))
-    common = {"probabilities": probs, "tenant": tenant, "policy_version": policy_version}
+    common: dict[str, Any] = {"probabilities": probs, "tenant": tenant, "policy_version": policy_version}
+    if not distribution.exact:  # a served engine gave estimates (backends/openai_compat.py)
+        common["extras"] = {"exact": False, "bounds": {k: list(v) for k, v in (distribution.bounds or {}).items()}}
     if not candidates:
         return Decision(action="respond", category=None, threshold=None, reason="no_candidate", **common)
     _, category, threshold = max(candidates, key=lambda c: (c[0], c[1] == top))

@@ -29,10 +29,17 @@ class FirstTokenDistribution:
     prompt_tokens: int | None = None
     temperature: float = 1.0
     logit_bias: Mapping[str, float] = field(default_factory=dict)
+    exact: bool = True
+    """False when a served engine returned too little to compute the softmax exactly (see
+    `rt_middleware.backends.openai_compat`): `probabilities` are then estimates within `bounds`."""
+    bounds: Mapping[str, tuple[float, float]] | None = None
+    """Decision name -> (lowest, highest) probability consistent with what the engine returned."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probabilities", MappingProxyType(dict(self.probabilities)))
         object.__setattr__(self, "logit_bias", MappingProxyType(dict(self.logit_bias)))
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", MappingProxyType({k: tuple(v) for k, v in self.bounds.items()}))
 
     @property
     def respond(self) -> float:
@@ -88,6 +95,8 @@ class FirstTokenDistribution:
             "prompt_tokens": self.prompt_tokens,
             "temperature": self.temperature,
             "logit_bias": dict(self.logit_bias),
+            **({} if self.exact else {"exact": False}),
+            **({"bounds": {k: list(v) for k, v in self.bounds.items()}} if self.bounds else {}),
         }
 
     @classmethod
@@ -98,6 +107,8 @@ class FirstTokenDistribution:
             prompt_tokens=data.get("prompt_tokens"),
             temperature=data.get("temperature", 1.0),
             logit_bias=data.get("logit_bias", {}),
+            exact=data.get("exact", True),
+            bounds=data.get("bounds"),
         )
 
 

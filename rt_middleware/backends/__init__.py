@@ -13,12 +13,17 @@ from rt_middleware.tokens import RefusalTokenSchema
 if TYPE_CHECKING:
     from rt_middleware.backends.hf import HFBackend
     from rt_middleware.backends.llamacpp import LlamaCppBackend
+    from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
 
-__all__ = ["BaseBackend", "GenerationOptions", "HFBackend", "LlamaCppBackend", "Prefill", "load_backend"]
+__all__ = [
+    "BaseBackend", "GenerationOptions", "HFBackend", "LlamaCppBackend", "OpenAICompatibleBackend", "Prefill",
+    "load_backend",
+]
 
 _LAZY = {
     "HFBackend": "rt_middleware.backends.hf",
     "LlamaCppBackend": "rt_middleware.backends.llamacpp",
+    "OpenAICompatibleBackend": "rt_middleware.backends.openai_compat",
 }
 
 
@@ -30,8 +35,13 @@ def __getattr__(name: str) -> Any:
 
 
 def load_backend(spec: str | Path, schema: RefusalTokenSchema | None = None) -> BaseBackend:
-    """'default' (the shipped model), 'default:llamacpp', a .gguf file, or a transformers model dir."""
+    """'default' (the shipped model), 'default:llamacpp', a .gguf file, a transformers model dir, or
+    'openai:http://HOST:PORT/v1' (a served engine; OpenAICompatibleBackend with the default tokenizer)."""
     text = str(spec)
+    if text.startswith("openai:"):  # openai:http://HOST:PORT/v1, a served engine
+        from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
+
+        return OpenAICompatibleBackend(text.removeprefix("openai:"), schema=schema)
     if text in ("default", "default:hf", "default:llamacpp"):
         from rt_middleware.default_model import load_default_backend
 

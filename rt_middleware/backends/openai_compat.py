@@ -1,0 +1,480 @@
+"""A backend over a served engine's OpenAI-compatible `/v1/completions` (vLLM, llama-cpp-python's server).
+
+The engine scales (vLLM: tensor/pipeline parallel, replicas); this backend only asks it for the
+numbers a decision needs and for the continuation. The chat template is rendered here, by the same
+`encode` the in-process backends use (a tokenizer-only LlamaCppBackend over the GGUF, or an
+HFBackend), so message text is tokenized with special tokens off and user text can never become a
+decision token on the server either.
+
+Engine semantics (what each engine's logprobs mean, and the requests sent):
+
+``vllm`` (V1 engine, ``vllm serve MODEL --max-logprobs 20``)
+    The prompt goes as token ids. Returned logprobs are *raw* by default (``--logprobs-mode
+    raw_logprobs``): a log-softmax of the logits before logit bias, temperature and penalties, and
+    the top-k is ranked by those raw values, so a decision token outside the top k is simply
+    missing. The decision therefore uses *prompt logprobs*: one request with one prompt per
+    decision token, ``prompt = ids + [token]``, ``max_tokens=1``, ``prompt_logprobs=k``; the last
+    position scores exactly ``log p(token | ids)`` (and lists the top k there), and every prompt
+    after the first hits the prefix cache. Not run in this project's tests (no GPU engine here).
+
+``llama-cpp-python`` (``python -m llama_cpp.server --model M.gguf``, extra ``[server]``)
+    Its `/v1/completions` takes text only (``prompt: str``) and tokenizes it with special tokens
+    on. The text sent is the detokenization of the safe ids, and it is checked locally with the same
+    llama.cpp tokenizer (the GGUF's vocabulary) to tokenize back to exactly those ids, and again
+    with the server's ``usage.prompt_tokens``; a conversation whose text would tokenize differently
+    (a user typing a special-token string) raises InvalidInputError instead of being sent. Its
+    completion logprobs come from ``Llama.logits_to_logprobs`` over the raw scores kept by
+    ``eval`` (``logit_bias`` works on a copy), i.e. a float32 log-softmax at temperature 1 before
+    the bias; CONTROL tokens (the decision tokens) come back as the text ``''``, so the top-k
+    cannot name them. The decision uses one request per decision token that forces it
+    (``logit_bias={id: 100}``, ``max_tokens=1``, ``temperature=0``, ``logprobs=0``): the sampled
+    token's logprob is then the exact raw ``log p(token | ids)``; the engine reuses the cached
+    prefix, so each request evaluates one token.
+
+``llama.cpp``'s C++ ``llama-server`` (not supported here yet): ``/completion`` takes token ids and
+    ``n_probs``; with ``temperature < 0`` it samples greedily and reports a plain softmax of the
+    logits.
+
+From exact raw log-probabilities at temperature 1, temperature 1 and first-step biases are exact
+client-side (`FirstTokenDistribution.with_bias`, the arithmetic every backend shares). A temperature
+other than 1 needs the whole distribution, which no engine returns: the probabilities are then
+estimated from the known values and bounded over how the unknown mass may be spread, and the
+distribution is marked ``exact=False`` with ``bounds`` per decision name (the decision carries the
+same in ``extras``).
+
+Errors: connection failures -> BackendUnavailableError, timeouts -> BackendTimeoutError, other
+engine errors -> BackendError; connection failures and 502/503/504 are retried a bounded number of
+times with exponential backoff (tenacity) before that. The router turns each into the tenant's
+fail mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rt_middleware._extras import require
+from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
+from rt_middleware.distribution import FirstTokenDistribution
+from rt_middleware.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigError,
+    InvalidInputError,
+    RTError,
+)
+from rt_middleware.messages import Conversation
+from rt_middleware.tokens import RefusalTokenSchema
+
+if TYPE_CHECKING:
+    import httpx
+    from llama_cpp import Llama
+
+__all__ = ["ENGINES", "OpenAICompatibleBackend", "distribution_from_logprobs"]
+
+Engine = Literal["vllm", "llama-cpp-python"]
+ENGINES: tuple[str, ...] = ("vllm", "llama-cpp-python")
+_FORCE = 100.0
+"""The logit bias that forces a decision token in a probe (llama-cpp-python)."""
+_RETRY_STATUS = frozenset({502, 503, 504})
+
+
+# ---- pure helpers: probabilities from log-probabilities -------------------------------------------------
+def distribution_from_logprobs(
+    decision_logprobs: Mapping[str, float],
+    *,
+    temperature: float = 1.0,
+    logit_bias: Mapping[str, float] | None = None,
+    others: Sequence[float] = (),
+    cap: float | None = None,
+    vocab_size: int | None = None,
+    prompt_tokens: int | None = None,
+) -> FirstTokenDistribution:
+    """The decision distribution from exact raw (temperature-1) log-probabilities of the decision tokens.
+
+    At temperature 1 this is exact. Otherwise ``p_T(j) ∝ p(j)^(1/T)`` needs every token: `others`
+    are known raw logprobs of other tokens (a top-k), `cap` the most any single unknown token can
+    hold (the smallest top-k value when the top-k is complete, else the unknown mass), `vocab_size`
+    the vocabulary size. The unknown mass's contribution is bounded by spreading it evenly and by
+    piling it into as few tokens as `cap` allows; the estimate uses the midpoint, `bounds` both ends.
+    """
+    bias = dict(logit_bias or {})
+    probs = {name: math.exp(lp) for name, lp in decision_logprobs.items()}
+    known = sum(probs.values()) + sum(math.exp(lp) for lp in others)
+    rest = max(0.0, 1.0 - sum(probs.values()))
+    if temperature == 1.0:
+        base = FirstTokenDistribution(probabilities=probs, rest=rest, prompt_tokens=prompt_tokens)
+        return base.with_bias(bias) if bias else base
+    a = 1.0 / temperature
+    unknown = max(0.0, 1.0 - known)
+    n = max(1, (vocab_size or 1) - len(probs) - len(others))
+    top = min(unknown, cap if cap is not None else unknown)
+    spread = n * (unknown / n) ** a if unknown > 0 else 0.0
+    if top > 0:
+        full, remainder = divmod(unknown, top)
+        piled = full * top**a + remainder**a
+    else:
+        piled = 0.0
+    low, high = sorted((spread, piled))
+    scaled = {name: p**a * math.exp(bias.get(name, 0.0)) for name, p in probs.items()}
+    fixed = sum(scaled.values()) + sum(math.exp(lp * a) for lp in others)
+    z_mid = fixed + (low + high) / 2
+    estimate = {name: v / z_mid for name, v in scaled.items()}
+    bounds = {name: (v / (fixed + high), v / (fixed + low)) for name, v in scaled.items()}
+    return FirstTokenDistribution(
+        probabilities=estimate,
+        rest=max(0.0, 1.0 - sum(estimate.values())),
+        prompt_tokens=prompt_tokens,
+        temperature=temperature,
+        logit_bias=bias,
+        exact=high - low <= 1e-12 * max(1.0, fixed),
+        bounds=bounds,
+    )
+
+
+# ---- the prompt on the wire -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Remote:
+    """`Prefill.state`: the prompt ids (and the text llama-cpp-python's server gets for them)."""
+
+    ids: tuple[int, ...]
+
+
+def _server_ids(llm: Llama, text: str) -> list[int]:
+    """The ids llama-cpp-python's server (0.3.36, `Llama._create_completion`) makes of a text prompt:
+    optional BOS/CLS, the text with special tokens on, optional EOS/SEP."""
+    model = llm._model
+    ids = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    first = model.token_cls() if model.token_cls() != -1 else llm.token_bos()
+    if model.add_bos_token() and first != -1:
+        ids = [first, *ids]
+    sep = model.token_sep()
+    if model.add_eos_token() or sep != -1:
+        ids.append(sep if sep != -1 else llm.token_eos())
+    return ids
+
+
+class OpenAICompatibleBackend(BaseBackend):
+    """Decisions and continuations from a model served by vLLM or llama-cpp-python's server.
+
+    `base_url` ends in ``/v1``. `model` is the served model id (None: the first of ``/v1/models``).
+    `tokenizer` renders the chat template locally: ``"default"`` (the shipped default model's GGUF),
+    a ``.gguf`` path (vocabulary only is loaded), a transformers model directory (loads an
+    HFBackend), or a backend you built. It must be the served model's tokenizer. `engine` is one of
+    ENGINES or ``"auto"`` (from ``/v1/models``' ``owned_by``); llama-cpp-python needs a GGUF tokenizer.
+    `timeout` bounds each HTTP read; `retries` re-sends after connection failures and 502/503/504,
+    waiting `backoff` seconds doubled each time.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        schema: RefusalTokenSchema | None = None,
+        tokenizer: str | Path | BaseBackend = "default",
+        *,
+        engine: Engine | Literal["auto"] = "auto",
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        top_logprobs: int = 20,
+        model_name: str | None = None,
+    ) -> None:
+        httpx = require("httpx", extra="server", feature="OpenAICompatibleBackend")
+        self._tenacity = require("tenacity", extra="server", feature="OpenAICompatibleBackend")
+        if retries < 0 or backoff < 0 or timeout <= 0:
+            raise ConfigError("retries and backoff must be >= 0 and timeout > 0")
+        if engine not in (*ENGINES, "auto"):
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or 'auto', got {engine!r}")
+        self.base_url = base_url.rstrip("/")
+        self._retries, self._backoff, self._top_logprobs = retries, backoff, top_logprobs
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )
+        self._vocab_llm: Llama | None = None
+        self.encoder = self._load_encoder(tokenizer, schema)
+        self.tokens = self.encoder.tokens
+        self.max_context = self.encoder.max_context
+        self.vocab_size = self._vocab_size()
+        if engine == "auto" or model is None:
+            detected, served = self._describe_server()
+            engine = detected if engine == "auto" else engine
+            model = model or served
+        self.engine: Engine = engine  # type: ignore[assignment]
+        self.model = model
+        if self.engine == "llama-cpp-python" and self._vocab_llm is None:
+            raise ConfigError(
+                "llama-cpp-python's server takes text prompts only; pass the served GGUF as tokenizer= "
+                "so the text can be checked to tokenize back to the safe ids"
+            )
+        self.model_name = model_name or model or "served-model"
+
+    # ---- set-up ----------------------------------------------------------------------------------
+    def _load_encoder(self, tokenizer: str | Path | BaseBackend, schema: RefusalTokenSchema | None) -> BaseBackend:
+        if isinstance(tokenizer, BaseBackend):
+            return tokenizer
+        text = str(tokenizer)
+        if text == "default":
+            from rt_middleware.default_model import materialize_default_model
+
+            path = materialize_default_model("llamacpp", progress=False)
+        else:
+            path = Path(text).expanduser()
+        if path.suffix.lower() == ".gguf":
+            llama_cpp = require("llama_cpp", extra="llamacpp", feature="a GGUF tokenizer", package="llama-cpp-python")
+            from rt_middleware.backends.llamacpp import LlamaCppBackend
+
+            if not path.is_file():
+                raise ConfigError(f"tokenizer GGUF not found: {path}")
+            try:
+                llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise ConfigError(f"cannot read the vocabulary of {path}: {exc}") from exc
+            self._vocab_llm = llm
+            return LlamaCppBackend(llm, schema=schema)
+        if path.is_dir():
+            from rt_middleware.backends.hf import HFBackend
+
+            return HFBackend.from_pretrained(path, schema=schema)
+        raise ConfigError(f"tokenizer {text!r} is neither 'default', a .gguf file nor a model directory")
+
+    def _vocab_size(self) -> int | None:
+        if self._vocab_llm is not None:
+            return int(self._vocab_llm.n_vocab())
+        tokenizer = getattr(self.encoder, "tokenizer", None)
+        return len(tokenizer) if tokenizer is not None else None
+
+    def _describe_server(self) -> tuple[Engine, str]:
+        body = self._request("GET", "/models")
+        try:
+            first = body["data"][0]
+            owner, served = str(first.get("owned_by", "")), str(first["id"])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"{self.base_url}/models lists no model") from exc
+        if owner == "vllm":
+            return "vllm", served
+        if owner == "me":  # what llama-cpp-python's server reports
+            return "llama-cpp-python", served
+        raise ConfigError(
+            f"cannot tell which engine serves {self.base_url} (owned_by={owner!r}); pass engine= one of {ENGINES}"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---- HTTP with retries and error mapping ------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        import httpx
+
+        try:
+            yield
+        except RTError:
+            raise
+        except httpx.ConnectError as exc:
+            raise BackendUnavailableError(f"cannot reach the engine at {self.base_url}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise BackendTimeoutError(f"the engine at {self.base_url} did not answer in time ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(f"the connection to {self.base_url} failed: {exc}") from exc
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"unexpected answer from the engine at {self.base_url}: {exc!r}") from exc
+
+    def _retrying(self) -> Any:
+        t = self._tenacity
+        return t.Retrying(
+            stop=t.stop_after_attempt(self._retries + 1),
+            wait=t.wait_exponential(multiplier=self._backoff, max=5.0),
+            retry=t.retry_if_exception(lambda exc: isinstance(exc, BackendUnavailableError)),
+            reraise=True,
+        )
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            detail = response.json().get("error", response.text)
+            detail = detail.get("message", detail) if isinstance(detail, dict) else detail
+        except (ValueError, AttributeError):
+            detail = response.text
+        message = f"the engine answered {response.status_code}: {str(detail)[:500]}"
+        if response.status_code in _RETRY_STATUS:
+            raise BackendUnavailableError(message)
+        raise BackendError(message, retryable=response.status_code >= 500)
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        for attempt in self._retrying():
+            with attempt, self._errors():
+                response = self._client.request(method, path, json=payload)
+                self._check(response)
+                return response.json()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- template ----------------------------------------------------------------------------------
+    def encode(self, conversation: Conversation) -> list[int]:
+        return self.encoder.encode(conversation)
+
+    def _prompt_text(self, ids: Sequence[int]) -> str:
+        """The text whose server-side tokenization is exactly `ids` (llama-cpp-python), or an error."""
+        from rt_middleware.backends.llamacpp import token_bytes
+
+        llm = self._vocab_llm
+        assert llm is not None
+        raw = b"".join(token_bytes(llm, t, special=True) for t in ids)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or _server_ids(llm, text) != list(ids):
+            raise InvalidInputError(
+                "llama-cpp-python's server takes prompt text and reads special-token strings in it as "
+                "control tokens; this conversation's text would not tokenize to the safe ids there "
+                "(does a message contain a special-token string?). Serve the model with an engine "
+                "that takes token ids (vLLM) to accept it."
+            )
+        return text
+
+    def _prompt(self, ids: Sequence[int]) -> str | list[int]:
+        return self._prompt_text(ids) if self.engine == "llama-cpp-python" else list(ids)
+
+    # ---- the decision --------------------------------------------------------------------------------
+    def _decision_logprobs(self, ids: list[int]) -> tuple[dict[str, float], list[float], float | None]:
+        """Exact raw logprobs of each decision token after `ids`, other known logprobs, and a cap."""
+        if self.engine == "llama-cpp-python":
+            return self._forced_logprobs(ids), [], None
+        return self._prompt_logprobs(ids)
+
+    def _forced_logprobs(self, ids: list[int]) -> dict[str, float]:
+        text = self._prompt_text(ids)
+        out: dict[str, float] = {}
+        for name, token_id in self.tokens.ids.items():
+            body = self._request("POST", "/completions", {
+                "model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0.0,
+                "logprobs": 0, "logit_bias": {str(token_id): _FORCE},
+            })
+            with self._errors():
+                usage = body.get("usage") or {}
+                if usage.get("prompt_tokens", len(ids)) != len(ids):
+                    raise BackendError(
+                        f"the engine read {usage['prompt_tokens']} prompt tokens, not {len(ids)}: its "
+                        "tokenizer differs from tokenizer= (serve the same GGUF)"
+                    )
+                out[name] = float(body["choices"][0]["logprobs"]["token_logprobs"][0])
+        return out
+
+    def _prompt_logprobs(self, ids: list[int]) -> tuple[dict[str, float], list[float], float | None]:
+        names = list(self.tokens.ids)
+        body = self._request("POST", "/completions", {
+            "model": self.model,
+            "prompt": [[*ids, self.tokens.ids[name]] for name in names],
+            "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": self._top_logprobs,
+        })
+        with self._errors():
+            choices = sorted(body["choices"], key=lambda c: c["index"])
+            out: dict[str, float] = {}
+            top: dict[int, float] = {}
+            for name, choice in zip(names, choices, strict=True):
+                last = choice["prompt_logprobs"][len(ids)]
+                entries = {_token_id(k): _logprob(v) for k, v in last.items()}
+                out[name] = entries[self.tokens.ids[name]]
+                top.update(entries)
+        decision_ids = set(self.tokens.ids.values())
+        others = [lp for idx, lp in top.items() if idx not in decision_ids]
+        ranked = sorted(top.values(), reverse=True)[: self._top_logprobs]
+        cap = math.exp(ranked[-1]) if len(ranked) >= self._top_logprobs else None
+        return out, others, cap
+
+    def _distribution(self, ids: list[int], temperature: float, bias: Mapping[str, float]) -> FirstTokenDistribution:
+        decision, others, cap = self._decision_logprobs(ids)
+        return distribution_from_logprobs(
+            decision, temperature=temperature, logit_bias=bias, others=others, cap=cap,
+            vocab_size=self.vocab_size, prompt_tokens=len(ids),
+        )
+
+    def _prefill_ids(self, ids: list[int], temperature: float, logit_bias: Mapping[str, float]) -> Prefill:
+        distribution = self._distribution(ids, temperature, logit_bias)
+        return Prefill(distribution=distribution, input_ids=list(ids), state=_Remote(tuple(ids)))
+
+    def _distributions_ids(
+        self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
+    ) -> list[FirstTokenDistribution]:
+        return [self._distribution(ids, temperature, logit_bias) for ids in batch]
+
+    # ---- the continuation ----------------------------------------------------------------------------
+    def _sampling(self, options: GenerationOptions, room: int) -> dict[str, Any]:
+        """Plain sampling (no top-k, min-p or penalties), as the in-process backends sample."""
+        params: dict[str, Any] = {
+            "max_tokens": max(1, min(options.max_new_tokens, room)),
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "stream": True,
+        }
+        if options.stop:
+            params["stop"] = list(options.stop)
+        if options.seed is not None:
+            params["seed"] = options.seed
+        if self.engine == "llama-cpp-python":
+            params.update(top_k=0, min_p=0.0, repeat_penalty=1.0)
+        else:
+            params.update(top_k=-1, min_p=0.0, repetition_penalty=1.0)
+        return params
+
+    def _stream_ids(self, prefill: Prefill, token_id: int, options: GenerationOptions) -> Iterator[str]:
+        state = prefill.take_state()
+        if not isinstance(state, _Remote):
+            raise ConfigError("this Prefill was not made by this OpenAICompatibleBackend")
+        ids = [*state.ids, token_id]
+        room = (self.max_context or 1 << 30) - len(ids)
+        if room < 1:
+            return
+        payload = {"model": self.model, "prompt": self._prompt(ids), **self._sampling(options, room)}
+        response = self._open_stream(payload)
+        try:
+            with self._errors():
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        raise BackendError(f"the engine failed while streaming: {chunk['error']}")
+                    for choice in chunk.get("choices", ()):
+                        if choice.get("text"):
+                            yield choice["text"]
+        finally:
+            response.close()
+
+    def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        """Open an SSE response; only opening is retried (a retry after text was sent would repeat it)."""
+        for attempt in self._retrying():
+            with attempt, self._errors():
+                request = self._client.build_request("POST", "/completions", json=payload)
+                response = self._client.send(request, stream=True)
+                if response.status_code >= 400:
+                    response.read()
+                    response.close()
+                    self._check(response)
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _token_id(key: str) -> int:
+    """vLLM keys prompt logprobs by token id ('123', or 'token_id:123' with return_tokens_as_token_ids)."""
+    return int(str(key).rsplit(":", 1)[-1])
+
+
+def _logprob(value: Any) -> float:
+    return float(value["logprob"] if isinstance(value, Mapping) else value)
