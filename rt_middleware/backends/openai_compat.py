@@ -270,6 +270,10 @@ class OpenAICompatibleBackend(BaseBackend):
             f"cannot tell which engine serves {self.base_url} (owned_by={owner!r}); pass engine= one of {ENGINES}"
         )
 
+    def ping(self) -> None:
+        """Raise a BackendError unless the engine answers `/models` (the gateway's /readyz uses it)."""
+        self._request("GET", "/models")
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,0 +1,70 @@
+"""`rt serve`: the OpenAI-compatible, multi-tenant gateway (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rt_middleware.cli.app import app
+from rt_middleware.cli.common import err_console, user_errors
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="'default', an HF dir, a .gguf, or openai:http://HOST:PORT/v1.")] = "default",
+    policy: Annotated[Path | None, typer.Option(help="Policy file (YAML/JSON); reloaded on change and SIGHUP.")] = None,
+    keys: Annotated[Path, typer.Option("--keys", help="Keys file from `rt keys add`.")] = Path("keys.json"),
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    tokenizer: Annotated[str, typer.Option(help="openai: specs: the served model's GGUF or HF dir.")] = "default",
+    max_concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight beyond this get 429.")] = 64,
+    deadline: Annotated[float, typer.Option(min=0.1, help="Seconds per request (decision + answer).")] = 60.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1024)] = 1_000_000,
+    max_prompt_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the model's context.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer length when a request sets none.")] = 256,
+    pool_size: Annotated[int, typer.Option(min=1, help="llama.cpp instances (.gguf / default:llamacpp).")] = 1,
+    watch: Annotated[bool, typer.Option(help="Reload the policy file when it changes.")] = True,
+) -> None:
+    """Serve POST /v1/chat/completions (OpenAI schema, SSE), /v1/models, /healthz, /readyz, /metrics."""
+    import uvicorn
+
+    from rt_middleware.backends import GenerationOptions
+    from rt_middleware.integrations.server import KeyStore, ServerSettings, create_app, gateway_routes
+    from rt_middleware.policy import PolicyStore
+    from rt_middleware.router import RefusalRouter
+
+    with user_errors():
+        store = PolicyStore.from_file(policy) if policy else PolicyStore.default()
+        key_store = KeyStore.from_file(keys)
+        backend = _load(model, tokenizer, pool_size)
+        router = RefusalRouter(
+            backend=backend, policies=store, routes=gateway_routes(store),
+            generation=GenerationOptions(max_new_tokens=max_new_tokens),
+        )
+        settings = ServerSettings(
+            max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
+            max_concurrency=max_concurrency, deadline_s=deadline, watch_policy=watch,
+        )
+        application = create_app(router, key_store, settings)
+    if len(key_store) == 0:
+        err_console.print(f"warning: {keys} holds no keys; every request gets 401 (add one with `rt keys add`)")
+    # uvicorn drains in-flight requests on SIGINT/SIGTERM before exiting
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+def _load(model: str, tokenizer: str, pool_size: int):
+    from rt_middleware.backends import load_backend
+
+    if model.startswith("openai:"):
+        from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
+
+        return OpenAICompatibleBackend(model.removeprefix("openai:"), tokenizer=tokenizer)
+    if pool_size > 1 and (model.endswith(".gguf") or model == "default:llamacpp"):
+        from rt_middleware.backends.llamacpp import LlamaCppBackend
+        from rt_middleware.default_model import materialize_default_model
+
+        path = materialize_default_model("llamacpp") if model == "default:llamacpp" else Path(model)
+        return LlamaCppBackend(path, pool_size=pool_size)
+    return load_backend(model)
