@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from rt_middleware.cli.app import app
 from rt_middleware.cli.common import console, user_errors
+
+if TYPE_CHECKING:
+    from rt_middleware.train.trainer import TrainConfig
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @app.command("train")
@@ -38,8 +43,11 @@ def train_command(
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
     resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue from out/checkpoints.")] = True,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, mps ...")] = "cpu",
+    dtype: Annotated[
+        str,
+        typer.Option(help="Compute dtype: float32, bfloat16 or float16 (autocast; trained tensors stay float32)."),
+    ] = "float32",
+    device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:1, mps ...")] = "cpu",
     install: Annotated[
         bool, typer.Option(help="With --preset default: copy the artifact into the package's default model.")
     ] = False,
@@ -50,23 +58,28 @@ def train_command(
 
     with user_errors():
         method: Literal["lora", "full"] = "lora" if lora else "full"
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown --dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         if preset is not None:
             if preset != "default":
                 raise ConfigError(f"unknown preset {preset!r}; the only preset is 'default'")
             if model is not None or data is not None:
                 raise ConfigError("--preset default brings its own model and data; drop --model/--data")
-            manifest = _train_preset(out, resume=resume, max_steps=max_steps, install=install)
+            manifest = _train_preset(
+                out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype
+            )
         else:
             if model is None or data is None:
                 raise ConfigError("give --preset default, or both --model HF_DIR and --data FILE.jsonl")
             config = TrainConfig(
                 method=method, lr=lr or (1e-3 if lora else 1e-4), epochs=epochs, max_steps=max_steps,
                 batch_size=batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio, lora_r=lora_r,
-                lora_alpha=lora_alpha, seed=seed, checkpoint_every=checkpoint_every,
+                lora_alpha=lora_alpha, seed=seed, checkpoint_every=checkpoint_every, device=device,
+                dtype=dtype,  # type: ignore[arg-type]  # checked against DTYPES above
             )
             manifest = _train_any(
                 model, data, out, config, schema=schema, max_length=max_length,
-                max_response_tokens=max_response_tokens, resume=resume, dtype=dtype, device=device,
+                max_response_tokens=max_response_tokens, resume=resume,
             )
     metrics = manifest.get("metrics", {})
     console.print(
@@ -78,10 +91,15 @@ def train_command(
         console.print(f"held-out decision accuracy: {metrics['held_out']}", highlight=False)
 
 
-def _train_preset(out: Path, *, resume: bool, max_steps: int | None, install: bool) -> dict:
+def _train_preset(
+    out: Path, *, resume: bool, max_steps: int | None, install: bool, device: str, dtype: str
+) -> dict:
     from rt_middleware.train.presets import DEFAULT_PRESET, install_artifact, train_default
 
-    config = DEFAULT_PRESET if max_steps is None else DEFAULT_PRESET.model_copy(update={"max_steps": max_steps})
+    update: dict[str, object] = {"device": device, "dtype": dtype}
+    if max_steps is not None:
+        update["max_steps"] = max_steps
+    config = DEFAULT_PRESET.model_copy(update=update)
     manifest = train_default(out, config=config, resume=resume)
     if install:
         from importlib.resources import files
@@ -93,8 +111,8 @@ def _train_preset(out: Path, *, resume: bool, max_steps: int | None, install: bo
 
 
 def _train_any(
-    model_dir: Path, data: Path, out: Path, config: object, *, schema: str, max_length: int,
-    max_response_tokens: int, resume: bool, dtype: str, device: str,
+    model_dir: Path, data: Path, out: Path, config: TrainConfig, *, schema: str, max_length: int,
+    max_response_tokens: int, resume: bool,
 ) -> dict:
     from rt_middleware._extras import require
     from rt_middleware.errors import ConfigError
@@ -113,9 +131,12 @@ def _train_any(
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(f"the tokenizer in {model_dir} has no chat template; training needs one")
-    lm = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype)).to(device)
+    # full fine-tuning keeps float32 master weights; LoRA keeps the frozen base in the compute dtype
+    # (the trainer moves the model to config.device)
+    storage = "float32" if config.method == "full" else config.dtype
+    lm = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, storage))
     return run_training(
-        lm, tokenizer, token_schema, records, config, out,  # type: ignore[arg-type]
+        lm, tokenizer, token_schema, records, config, out,
         max_length=max_length, max_response_tokens=max_response_tokens, resume=resume,
         manifest_extra={"base": str(model_dir), "data": str(data)},
     )

@@ -12,7 +12,19 @@ state across GPUs, so on ONE 80 GB card train LoRA with the decision rows fully 
         --warmup-ratio 0.1 --max-length 2048 --max-response-tokens 1024 --dtype bfloat16 --device cuda
 
 ``--full --lr 2e-5`` is the paper's setting; for 8B it needs ~16 bytes per parameter of GPU memory
-(weights, gradients, AdamW state), i.e. several GPUs with sharding (e.g. accelerate + FSDP).
+(float32 master weights, gradients, AdamW state), i.e. several GPUs with sharding (e.g. accelerate
++ FSDP).
+
+Precision (`TrainConfig.dtype`). ``float32`` trains in full precision. With ``bfloat16`` or
+``float16`` the forward and backward run under ``torch.autocast`` in that dtype while every tensor
+the optimizer updates stays float32 (LoRA: the factors and the two decision-row matrices; full: all
+weights, as master weights); LoRA keeps the frozen base weights in the low dtype to save memory.
+The loss is computed in float32; ``float16`` adds a gradient scaler. The trained model comes back
+in the requested dtype (LoRA factors stay float32; the artifact stores them as fp16, the rows as
+float32), so it saves and loads like any model of that dtype.
+
+The learning rate follows ``transformers.get_cosine_schedule_with_warmup`` (as the HF Trainer used
+by the Zephyr recipe does): linear warm-up from 0, then cosine decay to 0.
 """
 
 from __future__ import annotations
@@ -68,6 +80,10 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(default=50, gt=0)
     threads: int | None = Field(default=None, gt=0)
     """torch CPU threads; None keeps torch's default."""
+    device: str | None = None
+    """Where to train ('cpu', 'cuda', 'cuda:1', 'mps'); None keeps the model where it is."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Compute dtype (see the module docstring: autocast, float32 trainable tensors)."""
 
 
 @dataclass
@@ -79,6 +95,8 @@ class TrainResult:
     seconds: float
     losses: list[float] = field(default_factory=list)
     resumed_from: int = 0
+    learning_rates: list[float] = field(default_factory=list)
+    """Learning rate of the first parameter group at each step run (not before a resume)."""
 
 
 def _collate(torch: Any, batch: Sequence[SFTExample], pad_id: int, device: Any = "cpu") -> dict[str, Any]:
@@ -113,13 +131,24 @@ def _loss(torch: Any, logits: Any, batch: dict[str, Any], weight: float) -> tupl
     return loss, float(control_ce.detach().mean())
 
 
+def _decision_matrices(model: Any) -> list[Any]:
+    """The input embedding and, when present, the output matrix (once if they are tied)."""
+    modules = []
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is not None and not any(module.weight is m.weight for m in modules):
+            modules.append(module)
+    return modules
+
+
 def _mark_decision_rows(torch: Any, model: Any, ids: Sequence[int]) -> list[Any]:
-    """Make the embedding (and untied output) matrices trainable on the decision rows only."""
+    """Make the embedding (and untied output) matrices trainable on the decision rows only.
+
+    The matrices become float32 so small updates to the rows are not rounded away in a low dtype.
+    """
     keep = sorted(set(ids))
     params = []
-    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
-        if module is None or any(module.weight is p for p in params):
-            continue
+    for module in _decision_matrices(model):
+        _cast_parameters(module, torch.float32)
         weight = module.weight
         weight.requires_grad_(True)
         mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
@@ -127,6 +156,27 @@ def _mark_decision_rows(torch: Any, model: Any, ids: Sequence[int]) -> list[Any]
         weight.register_hook(lambda grad, m=mask: grad * m)
         params.append(weight)
     return params
+
+
+def _place(torch: Any, model: Any, config: TrainConfig) -> tuple[Any, Any]:
+    """Move the model to its device and storage dtype; return (device, compute dtype).
+
+    Full fine-tuning keeps float32 master weights whatever the compute dtype; LoRA stores the
+    frozen base in the compute dtype.
+    """
+    device = torch.device(config.device) if config.device else next(model.parameters()).device
+    compute = getattr(torch, config.dtype)
+    model.to(device)
+    _cast_parameters(model, torch.float32 if config.method == "full" else compute)
+    return device, compute
+
+
+def _cast_parameters(model: Any, dtype: Any) -> None:
+    """Cast floating-point parameters only: `model.to(dtype)` would also round float32 buffers
+    such as the rotary ``inv_freq``, which transformers keeps in float32 in every dtype."""
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def _prepare(model: PreTrainedModel, config: TrainConfig, tokens: ResolvedTokens) -> tuple[Any, list[dict]]:
@@ -145,9 +195,11 @@ def _prepare(model: PreTrainedModel, config: TrainConfig, tokens: ResolvedTokens
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=targets, bias="none", task_type="CAUSAL_LM",
     )
-    wrapped = peft.get_peft_model(model, lora)
+    wrapped = peft.get_peft_model(model, lora, autocast_adapter_dtype=True)
     rows = _mark_decision_rows(torch, wrapped.get_base_model(), list(tokens.ids.values()))
     lora_params = [p for n, p in wrapped.named_parameters() if p.requires_grad and "lora_" in n]
+    for param in lora_params:  # peft already does this for bf16/fp16 bases; make it explicit
+        param.data = param.data.float()
     return wrapped, [{"params": lora_params, "lr": config.lr}, {"params": rows, "lr": embedding_lr}]
 
 
@@ -172,11 +224,16 @@ def _batch_order(examples: Sequence[SFTExample], batch_size: int, batches: int, 
     return order[:batches]
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def _finish(torch: Any, model: Any, config: TrainConfig) -> None:
+    """Return the trained model in the requested dtype (LoRA factors stay float32)."""
+    compute = getattr(torch, config.dtype)
+    if compute == torch.float32:
+        return
+    if config.method == "full":
+        _cast_parameters(model, compute)
+        return
+    for module in _decision_matrices(model.get_base_model()):
+        _cast_parameters(module, compute)
 
 
 def _trainable_state(model: Any) -> dict[str, Any]:
@@ -201,6 +258,7 @@ def train(
 ) -> TrainResult:
     """Train on `examples`, checkpointing into ``out/checkpoints``; resumes from the latest one."""
     torch = require("torch", extra="train", feature="rt train")
+    transformers = require("transformers", extra="train", feature="rt train")
     from tqdm.auto import tqdm
 
     if not examples:
@@ -209,58 +267,94 @@ def train(
         torch.set_num_threads(config.threads)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
+    device, compute = _place(torch, model, config)
     model, groups = _prepare(model, config, tokens)
     model.train()
-    device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, betas=(0.9, 0.95))
-    peak_lrs = [group["lr"] for group in optimizer.param_groups]  # the schedule rewrites group["lr"]
     per_step = config.batch_size * config.grad_accum
     total = config.max_steps or max(1, math.ceil(len(examples) * config.epochs / per_step))
     warmup = int(total * config.warmup_ratio)
+    scheduler = transformers.get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    scaler = torch.amp.GradScaler(device.type, enabled=compute == torch.float16)
     order = _batch_order(examples, config.batch_size, total * config.grad_accum, config.seed)
     start, losses = 0, []
     checkpoint = _latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        state = torch.load(checkpoint, weights_only=False)
-        with torch.no_grad():
-            named = dict(model.named_parameters())
-            for name, value in state["trainable"].items():
-                named[name].copy_(value)
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, losses = state["step"], state["losses"]
+        start, losses = _load_checkpoint(torch, checkpoint, model, optimizer, scheduler, scaler)
     began = time.monotonic()
+    learning_rates = []
     bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(start, total):
-        for group, base in zip(optimizer.param_groups, peak_lrs, strict=True):
-            group["lr"] = base * _schedule(step, total, warmup)
+        learning_rates.append(optimizer.param_groups[0]["lr"])
         optimizer.zero_grad(set_to_none=True)
         step_loss = step_control = 0.0
         for micro in range(config.grad_accum):
             chunk = [examples[i] for i in order[step * config.grad_accum + micro]]
             batch = _collate(torch, chunk, pad_id, device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss, control = _loss(torch, logits, batch, config.first_token_weight)
-            (loss / config.grad_accum).backward()
+            with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss, control = _loss(torch, logits, batch, config.first_token_weight)  # float32
+            scaler.scale(loss / config.grad_accum).backward()
             step_loss += float(loss) / config.grad_accum
             step_control += control / config.grad_accum
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
         losses.append(step_loss)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", first_token=f"{step_control:.3f}")
         done = step + 1
         if done % config.checkpoint_every == 0 and done < total:
-            _save_checkpoint(torch, model, optimizer, out, done, losses, config)
+            _save_checkpoint(torch, model, optimizer, scheduler, scaler, out, done, losses, config)
     bar.close()
+    _finish(torch, model, config)
     model.eval()
     return TrainResult(
-        model=model, steps=total, seconds=time.monotonic() - began, losses=losses, resumed_from=start
+        model=model, steps=total, seconds=time.monotonic() - began, losses=losses, resumed_from=start,
+        learning_rates=learning_rates,
     )
 
 
+def _load_checkpoint(
+    torch: Any, path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any
+) -> tuple[int, list[float]]:
+    """Restore a checkpoint written by `_save_checkpoint`; returns (step, losses so far).
+
+    Only tensors and plain containers are unpickled (``weights_only=True``): a checkpoint file
+    cannot run code.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for foreign objects, RuntimeError for corrupt files
+        raise ConfigError(
+            f"cannot resume from {path}: it is not a tensors-only checkpoint written by rt train ({exc}); "
+            "delete it or train with --restart"
+        ) from None
+    with torch.no_grad():
+        named = dict(model.named_parameters())
+        for name, value in state["trainable"].items():
+            named[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    start = int(state["step"])
+    if "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    else:  # written before the schedule was saved: recompute it at `start`
+        scheduler.last_epoch = start
+        for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * fn(start)
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return start, list(state["losses"])
+
+
 def _save_checkpoint(
-    torch: Any, model: Any, optimizer: Any, out: Path, step: int, losses: list[float], config: TrainConfig
+    torch: Any, model: Any, optimizer: Any, scheduler: Any, scaler: Any, out: Path, step: int,
+    losses: list[float], config: TrainConfig,
 ) -> None:
     """Write step-N atomically, then drop older checkpoints (one is enough to resume)."""
     folder = out / "checkpoints"
@@ -270,7 +364,10 @@ def _save_checkpoint(
         {
             "trainable": _trainable_state(model),
             "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "step": step,
             "losses": losses,
             "config": config.model_dump(),
