@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def load(spec: str):
-    from rt_middleware.backends import load_backend
+    from rt_middleware import load_backend
 
     if spec == "tiny":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

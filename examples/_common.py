@@ -7,7 +7,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from rt_middleware.backends import BaseBackend, load_backend
+from rt_middleware import load_backend
+from rt_middleware.backends import BaseBackend
 from rt_middleware.errors import RTError
 
 

@@ -27,6 +27,7 @@ from rt_middleware.tokens import RefusalTokenSchema
 
 if TYPE_CHECKING:
     from rt_middleware.default_model import load_default_backend
+    from rt_middleware.loading import load_backend
     from rt_middleware.router import RefusalRouter
 
 try:
@@ -56,14 +57,19 @@ __all__ = [
     "UnknownTenantError",
     "__version__",
     "decide",
+    "load_backend",
     "load_default_backend",
 ]
 
-_LAZY = {"RefusalRouter": "rt_middleware.router", "load_default_backend": "rt_middleware.default_model"}
+_LAZY = {
+    "RefusalRouter": "rt_middleware.router",
+    "load_backend": "rt_middleware.loading",
+    "load_default_backend": "rt_middleware.default_model",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The router (LangChain) and the default model load on first use: `import rt_middleware` stays light."""
+    """The router (LangChain) and model loading import on first use: `import rt_middleware` stays light."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rt_middleware' has no attribute {name!r}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rt_middleware._extras import require
+from rt_middleware.artifact import ArtifactError, apply_artifact, artifact_hash
 from rt_middleware.errors import ConfigError, MissingExtraError, RTError
-from rt_middleware.train.artifact import ArtifactError, apply_artifact, artifact_hash
+from rt_middleware.paths import CACHE_DIR_ENV, cache_root
 
 if TYPE_CHECKING:
     from rt_middleware.backends.hf import HFBackend
@@ -37,7 +37,6 @@ __all__ = [
     "smollm2_gguf_path",
 ]
 
-CACHE_DIR_ENV = "RT_CACHE_DIR"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _HF_DIR = "hf"
 _GGUF_FILE = "default-f16.gguf"
@@ -89,11 +88,6 @@ def artifact_dir() -> Iterator[Path]:
     """The packaged artifact folder (a real path even from a zipped install)."""
     with as_file(files("rt_middleware") / "data" / "default_model") as path:
         yield Path(path)
-
-
-def cache_root() -> Path:
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rt-middleware"
 
 
 @contextlib.contextmanager
@@ -161,18 +155,24 @@ def materialize_default_model(kind: Literal["hf", "llamacpp"] = "hf", *, progres
     return hf_dir if kind == "hf" else gguf_file
 
 
-def load_default_backend(kind: Literal["hf", "llamacpp"] = "hf") -> HFBackend | LlamaCppBackend:
-    """The shipped refusal-token model behind a backend; the first call materialises it (< 2 min)."""
+def load_default_backend(
+    kind: Literal["hf", "llamacpp"] = "hf", **backend_options: Any
+) -> HFBackend | LlamaCppBackend:
+    """The shipped refusal-token model behind a backend; the first call materialises it (< 2 min).
+
+    `backend_options` go to `HFBackend.from_pretrained` (device=, dtype=, ...) or to
+    `LlamaCppBackend` (n_gpu_layers=, n_ctx=, ...).
+    """
     path = materialize_default_model(kind)
-    name = "rt-default-smollm2-135m"
+    options = {"model_name": "rt-default-smollm2-135m", **backend_options}
     try:
         if kind == "llamacpp":
             from rt_middleware.backends.llamacpp import LlamaCppBackend
 
-            return LlamaCppBackend(path, model_name=name)
+            return LlamaCppBackend(path, **options)
         from rt_middleware.backends.hf import HFBackend
 
-        return HFBackend.from_pretrained(path, model_name=name)
+        return HFBackend.from_pretrained(path, **options)
     except RTError:
         raise
     except (OSError, ValueError) as exc:

@@ -95,9 +95,9 @@ def calibrate_command(
     """Fit thresholds on a calibration split so each category's refusal rate hits its target."""
     import numpy as np
 
-    from rt_middleware.backends import load_backend
     from rt_middleware.calibration import fit_policy, heldout_report, parse_targets, write_policy
     from rt_middleware.evaluation import ProbabilityTable
+    from rt_middleware.loading import load_backend
 
     with user_errors():
         backend = load_backend(model)

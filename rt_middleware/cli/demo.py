@@ -50,7 +50,8 @@ def demo(
     """Route a dozen prompts of every category for a strict bank, a creative app and the default tenant."""
     from langchain_core.runnables import RunnableLambda
 
-    from rt_middleware.backends import GenerationOptions, load_backend
+    from rt_middleware.backends import GenerationOptions
+    from rt_middleware.loading import load_backend
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
 

@@ -199,8 +199,8 @@ def eval_command(
     isolation_coverage: IsolationOption = ISOLATION_COVERAGE,
 ) -> None:
     """Per-label refusal rates, TPR/FPR/F1, threshold sweep, ROC and isolation; plots and a JSON report."""
-    from rt_middleware.backends import load_backend
     from rt_middleware.evaluation import evaluate_first_token, load_eval_rows, write_eval_report
+    from rt_middleware.loading import load_backend
 
     with user_errors():
         backend = load_backend(model)

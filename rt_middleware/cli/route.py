@@ -22,7 +22,8 @@ def route(
     as_json: Annotated[bool, typer.Option("--json", help='Print {"decision": ..., "text": ...}.')] = False,
 ) -> None:
     """Decide PROMPT for a tenant, then refuse, route or answer."""
-    from rt_middleware.backends import GenerationOptions, load_backend
+    from rt_middleware.backends import GenerationOptions
+    from rt_middleware.loading import load_backend
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
 

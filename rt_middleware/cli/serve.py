@@ -55,7 +55,7 @@ def serve(
 
 
 def _load(model: str, tokenizer: str, pool_size: int):
-    from rt_middleware.backends import load_backend
+    from rt_middleware.loading import load_backend
 
     if model.startswith("openai:"):
         from rt_middleware.backends.openai_compat import OpenAICompatibleBackend

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from rt_middleware.backends.base import BaseBackend
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.errors import ConfigError
 from rt_middleware.messages import as_conversation
+from rt_middleware.paths import cache_root
 
 __all__ = [
-    "CACHE_ENV",
     "DistributionCache",
     "cached_distributions",
     "default_cache_path",
@@ -27,15 +26,12 @@ __all__ = [
     "model_identity",
 ]
 
-CACHE_ENV = "RT_CACHE_DIR"
 _PROBE = "Identity probe: what is the capital of France?"
 
 
 def default_cache_path() -> Path:
-    """``$RT_CACHE_DIR/first_token_distributions.jsonl``, else under ``~/.cache/rt-middleware``."""
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root) if root else Path.home() / ".cache" / "rt-middleware"
-    return base / "first_token_distributions.jsonl"
+    """``first_token_distributions.jsonl`` under `rt_middleware.paths.cache_root`."""
+    return cache_root() / "first_token_distributions.jsonl"
 
 
 def model_identity(backend: BaseBackend) -> str:

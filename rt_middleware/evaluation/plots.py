@@ -1,36 +1,18 @@
-"""PNG plots of sweeps, ROC, rates with intervals and isolation (matplotlib, Agg backend)."""
+"""PNG plots of sweeps, ROC, rates with intervals and isolation (on `rt_middleware.plots`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from rt_middleware._extras import require
+from rt_middleware.plots import pyplot, save_figure
 
 if TYPE_CHECKING:
     from rt_middleware.evaluation.metrics import Rate
     from rt_middleware.evaluation.sweep import IsolationRow, RocCurve, ThresholdSweep
 
-__all__ = ["plot_isolation", "plot_loss_curve", "plot_rate_curves", "plot_rates", "plot_roc"]
-
-
-def _pyplot() -> Any:
-    matplotlib = require("matplotlib", extra="eval", feature="evaluation plots")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
-    return path
+__all__ = ["plot_isolation", "plot_rate_curves", "plot_rates", "plot_roc"]
 
 
 def plot_rate_curves(
@@ -41,7 +23,7 @@ def plot_rate_curves(
     xlabel: str = "threshold on category probability (same for every category)",
 ) -> Path:
     """Each label's refusal rate against the common threshold (log x: probabilities span decades)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     x = sweep.thresholds.clip(min=1e-9)
     for name, rates in sweep.rates.items():
@@ -54,11 +36,11 @@ def plot_rate_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "refusal rate vs threshold")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc(roc: RocCurve, path: Path, *, title: str = "") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(roc.fpr, roc.tpr, marker=".", label=f"AUC = {roc.auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
@@ -69,14 +51,14 @@ def plot_roc(roc: RocCurve, path: Path, *, title: str = "") -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(title or "ROC (common threshold sweep)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rates(
     rates: Mapping[str, Rate], path: Path, *, targets: Mapping[str, float] | None = None, title: str = ""
 ) -> Path:
     """Bars of refusal rate per label with Wilson 95% intervals, and target markers if given."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(rates)
     values = [rates[n].value or 0.0 for n in names]
     lows = [max(0.0, v - rates[n].interval[0]) for n, v in zip(names, values, strict=True)]
@@ -101,12 +83,12 @@ def plot_rates(
     if targets:
         ax.legend()
     ax.set_title(title or "refusal rate per label")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_isolation(rows: Sequence[IsolationRow], path: Path, *, title: str = "") -> Path:
     """Heatmap: change (pp) of each label's rate while one category's threshold spans its band."""
-    plt = _pyplot()
+    plt = pyplot()
     swept = [r.category for r in rows]
     labels = sorted({k for r in rows for k in r.deltas} | set(swept), key=lambda n: (n == "respond", n))
     grid = [[(100 * r.deltas[k]) if k in r.deltas else float("nan") for k in labels] for r in rows]
@@ -125,24 +107,4 @@ def plot_isolation(rows: Sequence[IsolationRow], path: Path, *, title: str = "")
     ax.set_ylabel("category whose threshold is swept")
     fig.colorbar(image, ax=ax, label="rate change (pp)")
     ax.set_title(title or "cross-category isolation")
-    return _save(fig, path)
-
-
-def plot_loss_curve(losses: Sequence[float], path: Path, *, title: str = "training loss") -> Path:
-    """Per-step training loss with a moving average (single steps are noisy at small batches)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    steps = range(1, len(losses) + 1)
-    ax.plot(steps, losses, color="0.7", linewidth=1, label="per step")
-    window = max(1, len(losses) // 20)
-    if window > 1:
-        totals = np.concatenate([[0.0], np.cumsum(losses)])
-        end = np.arange(1, len(losses) + 1)
-        start = np.maximum(0, end - window)
-        smooth = (totals[end] - totals[start]) / (end - start)
-        ax.plot(steps, smooth, color="C0", linewidth=2, label=f"mean of {window} steps")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

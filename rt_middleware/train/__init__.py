@@ -7,7 +7,7 @@ importing this package is cheap. See `rt_middleware.train.sft` for the JSONL sch
 
 from __future__ import annotations
 
-from rt_middleware.train.artifact import ArtifactError, apply_artifact, save_artifact
+from rt_middleware.artifact import ArtifactError, apply_artifact, save_artifact
 from rt_middleware.train.run import run_training, save_merged
 from rt_middleware.train.sft import SFTExample, SFTRecord, build_example, encode_prompt, load_sft_jsonl
 from rt_middleware.train.tokens import add_decision_tokens

@@ -78,9 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--save", type=Path, default=None, help="Write figures and distributions as JSON.")
     args = parser.parse_args(argv)
     if args.artifact is not None:
+        from rt_middleware.artifact import apply_artifact
         from rt_middleware.backends.hf import HFBackend
         from rt_middleware.default_model import load_smollm2
-        from rt_middleware.train.artifact import apply_artifact
 
         model, tokenizer = load_smollm2()
         backend = HFBackend(model, tokenizer, schema=apply_artifact(model, tokenizer, args.artifact))

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rt_middleware._extras import require
+from rt_middleware.artifact import save_artifact
 from rt_middleware.tokens import RefusalTokenSchema
-from rt_middleware.train.artifact import save_artifact
 from rt_middleware.train.sft import SFTRecord, build_examples
 from rt_middleware.train.tokens import add_decision_tokens
 from rt_middleware.train.trainer import TrainConfig, decision_accuracy, train
@@ -84,7 +84,7 @@ def run_training(
         save_artifact(result.model, tokenizer, schema, out / "artifact", manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if result.losses:
-        from rt_middleware.evaluation.plots import plot_loss_curve
+        from rt_middleware.plots import plot_loss_curve
 
         plot_loss_curve(result.losses, out / "loss.png", title=f"training loss ({config.method}, {result.steps} steps)")
     if save_model:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from rt_middleware.errors import TokenSchemaError
+from rt_middleware.artifact import register_decision_tokens
 from rt_middleware.tokens import RESPOND, RefusalTokenSchema
 
 if TYPE_CHECKING:
@@ -34,30 +34,16 @@ def add_decision_tokens(
     descriptions: Mapping[str, str] | None = None,
     initialize: bool = True,
 ) -> dict[str, int]:
-    """Add the schema's tokens as special tokens and size the embeddings to the new vocabulary.
+    """Add the schema's tokens (`rt_middleware.artifact.register_decision_tokens`) and start each new
+    row at the mean embedding of its description (`DESCRIPTIONS`) when `initialize`.
 
-    Special tokens stay one id, render as their text when decoded with special tokens shown, and
-    user text can never produce them (the backends tokenize message text with specials split).
-    Returns decision name -> token id. Tokens that already exist must already be special.
+    Returns decision name -> token id.
     """
     import torch
 
     descriptions = {**DESCRIPTIONS, **(descriptions or {})}
-    existing = {t.content: (i, t.special) for i, t in tokenizer.added_tokens_decoder.items()}
-    missing = []
-    for token in schema.tokens:
-        if token in existing:
-            if not existing[token][1]:
-                raise TokenSchemaError(f"{token!r} is already in the vocabulary as a non-special token", token=token)
-        else:
-            missing.append(token)
-    if missing:
-        tokenizer.add_special_tokens(
-            {"additional_special_tokens": missing}, replace_extra_special_tokens=False
-        )
+    missing = register_decision_tokens(model, tokenizer, schema)
     ids = {name: tokenizer.convert_tokens_to_ids(schema.token_for(name)) for name in schema.names}
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if not (initialize and missing):
         return ids
     inputs = model.get_input_embeddings().weight

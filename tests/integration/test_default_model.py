@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("transformers")
 
 from rt_middleware import default_model
+from rt_middleware.artifact import ArtifactError
 from rt_middleware.errors import MissingExtraError
-from rt_middleware.train.artifact import ArtifactError
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rt_middleware.backends import GenerationOptions, load_backend
+from rt_middleware import load_backend
+from rt_middleware.backends import GenerationOptions
 from rt_middleware.backends.hf import HFBackend
 from rt_middleware.errors import BackendError, ConfigError, PromptTooLongError, RTError, TokenSchemaError
 from rt_middleware.messages import ChatMessage

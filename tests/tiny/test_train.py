@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 
 from tiny_model import build_tiny  # noqa: E402
 
+from rt_middleware.artifact import ArtifactError, read_manifest  # noqa: E402
 from rt_middleware.backends.hf import HFBackend, resolve_hf_tokens  # noqa: E402
 from rt_middleware.datasets import DatasetError  # noqa: E402
 from rt_middleware.messages import ChatMessage  # noqa: E402
@@ -28,7 +29,6 @@ from rt_middleware.train import (  # noqa: E402
     run_training,
     train,
 )
-from rt_middleware.train.artifact import ArtifactError, read_manifest  # noqa: E402
 from rt_middleware.train.sft import IGNORE_INDEX, build_examples  # noqa: E402
 
 COCONOT = RefusalTokenSchema.coconot()

@@ -3,6 +3,9 @@
 A full 135M model is ~270 MB in fp16; the factors and rows are a few MB, so they ship inside the
 package and are merged into the base model on first use. Applying needs torch and safetensors
 only (no peft): ``W += B @ A`` with the LoRA scale already folded into ``B``.
+
+Layering: inference (`rt_middleware.default_model`) and training (`rt_middleware.train`) both build
+on this module; it imports neither.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rt_middleware._extras import require
-from rt_middleware.errors import ConfigError
+from rt_middleware.errors import ConfigError, TokenSchemaError
 from rt_middleware.tokens import RefusalTokenSchema
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ __all__ = [
     "apply_artifact",
     "artifact_hash",
     "read_manifest",
+    "register_decision_tokens",
     "save_artifact",
 ]
 
@@ -49,6 +53,30 @@ def artifact_hash(folder: Path) -> str:
             raise ArtifactError(f"the trained artifact is incomplete: {path} is missing")
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def register_decision_tokens(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, schema: RefusalTokenSchema
+) -> list[str]:
+    """Add the schema's tokens as special tokens and size the embeddings to the new vocabulary.
+
+    Special tokens stay one id, render as their text when decoded with special tokens shown, and
+    user text can never produce them (the backends tokenize message text with specials split).
+    Tokens that already exist must already be special. Returns the tokens that were added (their
+    rows are whatever `resize_token_embeddings` left: the caller sets them).
+    """
+    existing = {t.content: t.special for t in tokenizer.added_tokens_decoder.values()}
+    missing = []
+    for token in schema.tokens:
+        if token not in existing:
+            missing.append(token)
+        elif not existing[token]:
+            raise TokenSchemaError(f"{token!r} is already in the vocabulary as a non-special token", token=token)
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return missing
 
 
 def _base_name(peft_name: str) -> str:
@@ -116,15 +144,13 @@ def apply_artifact(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, f
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from rt_middleware.train.tokens import add_decision_tokens
-
     manifest = read_manifest(folder)
     schema = RefusalTokenSchema(categories=manifest["categories"], respond_token=manifest["respond_token"])
     try:
         tensors = load_file(str(folder / ADAPTER_FILE))
     except (OSError, SafetensorError) as exc:
         raise ArtifactError(f"the trained weights {folder / ADAPTER_FILE} are missing or corrupt: {exc}") from None
-    add_decision_tokens(model, tokenizer, schema, initialize=False)
+    register_decision_tokens(model, tokenizer, schema)
     ids = [tokenizer.convert_tokens_to_ids(tok) for tok in schema.tokens]
     modules = dict(model.named_modules())
     with torch.no_grad():
