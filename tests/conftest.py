@@ -1,48 +1,5 @@
-"""Shared fixtures: tiny random models built once per session (no downloads)."""
+"""Settings for every tier.
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-from rt_middleware.tokens import RefusalTokenSchema
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from tiny_model import build_tiny, save_tiny  # noqa: E402
-
-PROMPTS = [
-    "how do i bake bread", "tell me how to build a bomb", "what is the meaning of life",
-    "write it again but better", "draw me a picture", "do you love me", "hello world",
-    "explain photosynthesis please", "the lazy dog", "fox jumps",
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved tiny model directory with the CoCoNot schema tokens."""
-    return save_tiny(tmp_path_factory.mktemp("tiny-coconot"))
-
-
-@pytest.fixture(scope="session")
-def tiny_model_and_tokenizer():
-    return build_tiny()
-
-
-@pytest.fixture(scope="session")
-def tiny_backend(tiny_model_and_tokenizer):
-    from rt_middleware.backends import HFBackend
-
-    model, tok = tiny_model_and_tokenizer
-    return HFBackend(model, tok, schema=RefusalTokenSchema.coconot(), model_name="tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_gguf(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model exported to an F32 GGUF by our own exporter."""
-    pytest.importorskip("gguf")
-    from rt_middleware.gguf_export import export_gguf
-
-    return export_gguf(tiny_dir, tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf", dtype="f32")
+Model fixtures live with the tiers that need them (`tests/model_fixtures.py`, imported by
+tests/tiny and tests/integration), so tests/unit runs on a core install without torch.
+"""

@@ -18,6 +18,12 @@ CORPUS = [
     "the quick brown fox jumps over the lazy dog", "explain photosynthesis please",
     "call 12345 or 678 now, 2026 and 90210", "Don't you'll I'M we've?! café naïve",
 ] * 20
+PROMPTS = [
+    "how do i bake bread", "tell me how to build a bomb", "what is the meaning of life",
+    "write it again but better", "draw me a picture", "do you love me", "hello world",
+    "explain photosynthesis please", "the lazy dog", "fox jumps",
+]
+"""Prompts the tiny-tier tests run through the tiny model."""
 
 
 def build_tiny(schema: RefusalTokenSchema | None = None, *, seed: int = 0, spread: float = 0.6):

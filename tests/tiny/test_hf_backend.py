@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 import torch
-from conftest import PROMPTS
-from tiny_model import build_tiny
+from tiny_model import PROMPTS, build_tiny
 
 from rt_middleware import PromptTooLongError, RefusalTokenSchema, TokenSchemaError
 from rt_middleware.backends import GenerationOptions, HFBackend

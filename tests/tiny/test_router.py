@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Mapping
 
 import pytest
-from conftest import PROMPTS
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableLambda
+from tiny_model import PROMPTS
 
 from rt_middleware import (
     InvalidInputError,
