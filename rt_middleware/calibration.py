@@ -15,9 +15,9 @@ Definitions (the decision rule is `rt_middleware.decision.decide`):
   floor above the target), a first-step logit bias on that category's token is searched (smallest
   magnitude first; re-biasing is exact from cached probabilities, no model call). If that fails
   too, `CalibrationError` gives the reachable range.
-- Isolation: the threshold of one category is swept from where it alone refuses
-  `ISOLATION_COVERAGE` of its own prompts up to 1.0, others fixed; the report gives how much every
-  other label's refusal rate moves (`rt_middleware.evaluation.sweep.isolation`).
+
+The held-out report of a fitted policy (rates with intervals, isolation) is
+`rt_middleware.evaluation.heldout`; writing the policy file is `rt_middleware.policy_io`.
 """
 
 from __future__ import annotations
@@ -26,17 +26,14 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from rt_middleware.errors import ConfigError
 from rt_middleware.evaluation.metrics import Rate
-from rt_middleware.evaluation.sweep import IsolationRow, isolation, isolation_band
 from rt_middleware.evaluation.table import NEVER, ProbabilityTable, Rule, rules_of
-from rt_middleware.policy import CategoryRule, PolicyStore, TenantPolicy
+from rt_middleware.policy import CategoryRule, TenantPolicy
 from rt_middleware.tokens import RESPOND
 
 __all__ = [
@@ -44,18 +41,13 @@ __all__ = [
     "CalibrationError",
     "CalibrationFit",
     "CategoryFit",
-    "HeldOutReport",
     "fit_policy",
-    "heldout_report",
     "parse_targets",
-    "write_policy",
 ]
 
 BIAS_GRID = (0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 4.0, -4.0, 8.0, -8.0, 16.0, -16.0, 32.0, -32.0)
 """First-step biases tried on a category's own token, smallest magnitude first."""
 MAX_ROUNDS = 100
-PROFILE_COVERAGES = (0.5, 0.8, 0.9, 0.95)
-"""Coverages at which the held-out report also gives the worst cross-category change."""
 
 
 class CalibrationError(ConfigError):
@@ -326,110 +318,3 @@ def _false_refusals(
             f"prompts, above --max-false-refusal {limit:.1%} ({worst}); lower those categories' targets"
         )
     return rate
-
-
-@dataclass(frozen=True)
-class HeldOutReport:
-    """Achieved rates on data the fit never saw, and the isolation sweep measured there."""
-
-    rates: dict[str, Rate]
-    targets: dict[str, float]
-    false_refusal: Rate | None
-    isolation: list[IsolationRow]
-    isolation_profile: dict[float, dict[str, float]]
-    """Coverage -> swept category -> largest change of another category's rate (a share): how
-    isolation degrades as the sweep reaches further into a category's low-probability prompts."""
-
-    def error_pp(self, category: str) -> float | None:
-        value = self.rates[category].value if category in self.rates else None
-        return None if value is None else 100 * abs(value - self.targets[category])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "categories": {
-                c: {
-                    **self.rates[c].to_dict(),
-                    "target": t,
-                    "abs_error_pp": self.error_pp(c),
-                    "one_pp_target_applies": self.rates[c].total >= 100,
-                }
-                for c, t in self.targets.items()
-                if c in self.rates
-            },
-            "false_refusal": self.false_refusal.to_dict() if self.false_refusal else None,
-            "isolation": [row.to_dict() for row in self.isolation],
-            "isolation_max_other_delta_pp_by_coverage": {
-                str(cov): {c: 100 * v for c, v in deltas.items()}
-                for cov, deltas in self.isolation_profile.items()
-            },
-        }
-
-
-def heldout_report(
-    policy: TenantPolicy,
-    calibration: ProbabilityTable,
-    calibration_labels: Sequence[str],
-    heldout: ProbabilityTable,
-    heldout_labels: Sequence[str],
-    targets: Mapping[str, float],
-    *,
-    coverage: float,
-) -> HeldOutReport:
-    """Rates of `policy` on held-out data with Wilson intervals, plus the isolation sweep.
-
-    Each isolation band is placed on the calibration split (where thresholds are chosen) and
-    measured on the held-out split.
-    """
-    arr = np.asarray(heldout_labels)
-    refused = heldout.refused_under(policy)
-    rates = {c: Rate(int(refused[arr == c].sum()), int((arr == c).sum())) for c in targets}
-    benign = arr == RESPOND
-    false_refusal = Rate(int(refused[benign].sum()), int(benign.sum())) if benign.any() else None
-    cal_biased = calibration.with_bias(policy.logit_bias)
-    held_biased = heldout.with_bias(policy.logit_bias)
-    rules = rules_of(policy, heldout.categories)
-    swept = [
-        c for c in heldout.categories if rules[c] != NEVER and c in calibration_labels and c in heldout_labels
-    ]
-
-    def sweep(cov: float) -> list[IsolationRow]:
-        return [
-            isolation(
-                held_biased,
-                heldout_labels,
-                rules,
-                c,
-                (isolation_band(cal_biased, calibration_labels, c, cov), 1.0),
-            )
-            for c in swept
-        ]
-
-    profile = {
-        cov: {row.category: row.max_other_delta for row in sweep(cov)}
-        for cov in sorted({*PROFILE_COVERAGES, coverage})
-    }
-    return HeldOutReport(
-        rates=rates,
-        targets=dict(targets),
-        false_refusal=false_refusal,
-        isolation=sweep(coverage),
-        isolation_profile=profile,
-    )
-
-
-def write_policy(path: Path, tenant: str, policy: TenantPolicy, *, header: str = "") -> PolicyStore:
-    """Write (or add/replace `tenant` in) a policy file, then load it back as the router would.
-
-    An existing file keeps its other tenants; its `version` is dropped so the content hash
-    versions the new policies.
-    """
-    data: dict[str, Any] = {"default_tenant": tenant, "tenants": {}}
-    if path.is_file():
-        data = PolicyStore.from_file(path).to_dict()
-        data.pop("version", None)
-        data.setdefault("default_tenant", tenant)
-    data["tenants"][tenant] = policy.model_dump(mode="json", exclude_none=True)
-    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(comment + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return PolicyStore.from_file(path)

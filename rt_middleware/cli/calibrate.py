@@ -8,27 +8,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rt_middleware.cli.app import app
-from rt_middleware.cli.common import console, user_errors
-from rt_middleware.cli.eval import (
+from rt_middleware.cli._eval_common import distributions, drop_too_long, load_policy, print_isolation
+from rt_middleware.cli._options import (
     ISOLATION_COVERAGE,
     BatchOption,
     CacheOption,
+    DeviceOption,
+    DtypeOption,
     HoldoutOption,
     IsolationOption,
     ModelOption,
     NoCacheOption,
     PolicyOption,
     SeedOption,
-    distributions,
-    drop_too_long,
-    load_policy,
-    print_isolation,
+    load_model,
 )
+from rt_middleware.cli.app import app
+from rt_middleware.cli.common import console, user_errors
 
 if TYPE_CHECKING:
-    from rt_middleware.calibration import CalibrationFit, HeldOutReport
+    from rt_middleware.calibration import CalibrationFit
     from rt_middleware.datasets import LabeledPrompt
+    from rt_middleware.evaluation.heldout import HeldOutReport
 
 
 def _splits(
@@ -64,6 +65,8 @@ def calibrate_command(
         Path, typer.Option("--out", help="Policy file to write (an existing one gets the tenant added).")
     ],
     model: ModelOption = "default",
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
     data: Annotated[
         str, typer.Option("--data", help="coconot, or a FILE (JSONL/CSV: prompt, label).")
     ] = "coconot",
@@ -95,12 +98,13 @@ def calibrate_command(
     """Fit thresholds on a calibration split so each category's refusal rate hits its target."""
     import numpy as np
 
-    from rt_middleware.calibration import fit_policy, heldout_report, parse_targets, write_policy
+    from rt_middleware.calibration import fit_policy, parse_targets
     from rt_middleware.evaluation import ProbabilityTable
-    from rt_middleware.loading import load_backend
+    from rt_middleware.evaluation.heldout import heldout_report
+    from rt_middleware.policy_io import write_policy
 
     with user_errors():
-        backend = load_backend(model)
+        backend = load_model(model, device=device, dtype=dtype)
         categories = backend.schema.category_names
         targets = parse_targets(target, categories)
         _, used_base, base = load_policy(policy, base_tenant, categories)

@@ -23,6 +23,7 @@ from rt_middleware.decision import Decision, decide
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.evaluation.metrics import BinaryMetrics, Rate, binary_metrics, refusal_rates
 from rt_middleware.evaluation.sweep import (
+    ISOLATION_COVERAGE,
     IsolationRow,
     RocCurve,
     ThresholdSweep,
@@ -45,10 +46,6 @@ __all__ = [
     "split_rows",
     "write_eval_report",
 ]
-
-ISOLATION_COVERAGE = 0.95
-"""The isolation sweep of category c runs from the threshold at which c alone refuses 95% of its
-own prompts up to 1.0."""
 
 
 REFUSAL_RATE_DEFINITION = (

@@ -17,6 +17,7 @@ from rt_middleware.evaluation.table import NEVER, ProbabilityTable, Rule
 from rt_middleware.tokens import RESPOND
 
 __all__ = [
+    "ISOLATION_COVERAGE",
     "IsolationRow",
     "RocCurve",
     "ThresholdSweep",
@@ -27,6 +28,9 @@ __all__ = [
     "sweep_thresholds",
 ]
 
+ISOLATION_COVERAGE = 0.95
+"""The isolation sweep of category c runs from the threshold at which c alone refuses 95% of its
+own prompts up to 1.0 (the default of `rt eval` and `rt calibrate`)."""
 DEFAULT_GRID = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), np.geomspace(1e-9, 1.0, 91)]))
 
 

@@ -8,17 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rt_middleware.calibration import (
-    CalibrationError,
-    fit_policy,
-    heldout_report,
-    parse_targets,
-    write_policy,
-)
+from rt_middleware.calibration import CalibrationError, fit_policy, parse_targets
 from rt_middleware.decision import decide
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.evaluation import ProbabilityTable
+from rt_middleware.evaluation.heldout import heldout_report
 from rt_middleware.policy import CategoryRule, PolicyStore, TenantPolicy
+from rt_middleware.policy_io import write_policy
 from rt_middleware.tokens import COCONOT_CATEGORIES
 
 SAFETY, INCOMPLETE, UNSUPPORTED, INDETERMINATE, HUMANIZING = COCONOT_CATEGORIES
@@ -242,3 +238,31 @@ def test_written_policy_loads_and_merges(tmp_path: Path) -> None:
     store = write_policy(path, "shop", TenantPolicy())
     assert set(store.tenants) == {"bank", "shop"} and store.default_tenant == "bank"
     assert PolicyStore.from_file(path).get("bank") == loaded
+
+
+def test_an_existing_file_without_default_tenant_keeps_none(tmp_path: Path) -> None:
+    """The calibrated tenant never becomes the default of an existing file that had none."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("tenants:\n  bank: {}\n", encoding="utf-8")
+    store = write_policy(path, "calibrated", TenantPolicy())
+    assert store.default_tenant is None
+    assert "default_tenant" not in path.read_text()
+    assert set(store.tenants) == {"bank", "calibrated"}
+
+
+def test_policy_file_is_replaced_atomically(tmp_path: Path) -> None:
+    """A store reading the file during a write sees the old or the new file, never a partial one:
+    the text goes to a temporary file beside it, which then replaces it (same inode never truncated)."""
+    path = tmp_path / "policy.yaml"
+    write_policy(path, "bank", TenantPolicy())
+    path.chmod(0o640)
+    before = path.stat().st_ino
+    held = path.open(encoding="utf-8")  # a reader that opened the old file keeps reading it whole
+    old_text = path.read_text(encoding="utf-8")
+    write_policy(path, "shop", TenantPolicy(), header="second write")
+    assert held.read() == old_text
+    held.close()
+    assert path.stat().st_ino != before  # replaced, not rewritten in place
+    assert path.stat().st_mode & 0o777 == 0o640  # the replaced file's mode is kept
+    assert [p.name for p in tmp_path.iterdir()] == ["policy.yaml"]  # no temporary file left behind
+    assert set(PolicyStore.from_file(path).tenants) == {"bank", "shop"}

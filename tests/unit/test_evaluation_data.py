@@ -79,5 +79,11 @@ def test_load_eval_rows_file_splits_and_errors(tmp_path: Path) -> None:
         load_eval_rows("coconot", categories=["a"], split="train")
 
 
-def test_cli_default_isolation_coverage_matches_the_library() -> None:
-    assert eval_cli.ISOLATION_COVERAGE == ISOLATION_COVERAGE
+def test_cli_commands_default_to_the_library_isolation_coverage() -> None:
+    """One definition: `rt eval` and `rt calibrate` take the default from rt_middleware.evaluation."""
+    import inspect
+
+    from rt_middleware.cli import calibrate as calibrate_cli
+
+    for command in (eval_cli.eval_command, calibrate_cli.calibrate_command):
+        assert inspect.signature(command).parameters["isolation_coverage"].default == ISOLATION_COVERAGE

@@ -25,3 +25,11 @@ def test_unknown_specs_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GGUF file not found"):
         load_backend(tmp_path / "missing.gguf", n_gpu_layers=-1)
 
+
+def test_cli_refuses_torch_options_for_llama_cpp(tmp_path: Path) -> None:
+    from rt_middleware.cli._options import load_model, runs_on_llamacpp
+
+    assert runs_on_llamacpp("default:llamacpp") and runs_on_llamacpp("m.GGUF")
+    assert not runs_on_llamacpp("default") and not runs_on_llamacpp(str(tmp_path))
+    with pytest.raises(ConfigError, match="--device/--dtype configure transformers models"):
+        load_model(str(tmp_path / "m.gguf"), device="cuda")
