@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -13,7 +13,36 @@ import numpy as np
 from rt_middleware.errors import ConfigError
 from rt_middleware.tokens import RESPOND, ResolvedTokens
 
-__all__ = ["FirstTokenDistribution", "check_sampling", "distribution_from_logits"]
+__all__ = [
+    "FirstTokenDistribution",
+    "apply_first_step_bias",
+    "check_bias_names",
+    "check_sampling",
+    "distribution_from_logits",
+]
+
+
+def check_bias_names(names: Sequence[str], bias: Mapping[str, float]) -> None:
+    """A bias may only name decision tokens (`names`)."""
+    unknown = set(bias) - set(names)
+    if unknown:
+        raise ConfigError(f"logit_bias names unknown decision tokens: {sorted(unknown)}")
+
+
+def apply_first_step_bias(
+    names: Sequence[str], probs: np.ndarray, rest: np.ndarray, bias: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities after adding `bias` to some decision tokens' logits: the one implementation.
+
+    `probs[..., j]` is p(names[j]) over the full vocabulary and `rest` the mass of every other
+    token (one row, or a table of rows). Exact without the logits: a bias b_j scales p_j by e^b_j
+    and the partition function by (rest + sum of the scaled decision probabilities).
+    """
+    check_bias_names(names, bias)
+    factors = np.array([math.exp(bias.get(name, 0.0)) for name in names], dtype=np.float64)
+    scaled = np.asarray(probs, dtype=np.float64) * factors
+    z = np.asarray(rest, dtype=np.float64) + scaled.sum(axis=-1)
+    return scaled / z[..., None], rest / z
 
 
 @dataclass(frozen=True)
@@ -67,22 +96,17 @@ class FirstTokenDistribution:
         return {n: self.probabilities[n] / total for n in names}
 
     def with_bias(self, bias: Mapping[str, float]) -> FirstTokenDistribution:
-        """The distribution after adding `bias` to some decision tokens' logits.
-
-        Exact without the logits: a bias b_j scales p_j by e^b_j and the partition function by
-        (rest + sum of the scaled decision probabilities).
-        """
-        unknown = set(bias) - set(self.probabilities)
-        if unknown:
-            raise ConfigError(f"logit_bias names unknown decision tokens: {sorted(unknown)}")
-        scaled = {k: v * math.exp(bias.get(k, 0.0)) for k, v in self.probabilities.items()}
-        z = self.rest + sum(scaled.values())
+        """The distribution after adding `bias` to some decision tokens' logits (`apply_first_step_bias`)."""
+        names = list(self.probabilities)
+        probs, rest = apply_first_step_bias(
+            names, np.array([self.probabilities[n] for n in names]), np.float64(self.rest), bias
+        )
         merged = dict(self.logit_bias)
         for k, b in bias.items():
             merged[k] = merged.get(k, 0.0) + b
         return FirstTokenDistribution(
-            probabilities={k: v / z for k, v in scaled.items()},
-            rest=self.rest / z,
+            probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
+            rest=float(rest),
             prompt_tokens=self.prompt_tokens,
             temperature=self.temperature,
             logit_bias=merged,
@@ -130,25 +154,29 @@ def distribution_from_logits(
     logit_bias: Mapping[str, float] | None = None,
     prompt_tokens: int | None = None,
 ) -> FirstTokenDistribution:
-    """Softmax over the full vocabulary of ``logits / temperature + bias``.
+    """Softmax over the full vocabulary of ``logits / temperature``, then `bias` applied by
+    `apply_first_step_bias` (equal to a softmax of ``logits / temperature + bias``).
 
     `logits` is one row of raw next-token logits (numpy or anything ``np.asarray`` takes). Every
-    backend funnels through here, so all agree on the arithmetic (float64, max-shifted).
+    backend funnels through here, so all agree on the arithmetic (float64, max-shifted); `rest`
+    is summed over the other tokens, so re-biasing it later stays exact.
     """
     bias = dict(logit_bias or {})
     check_sampling(tokens, temperature, bias)
     row = np.asarray(logits, dtype=np.float64).reshape(-1) / temperature
-    if not np.all(np.isfinite(row[[*tokens.ids.values()]])):
+    names = list(tokens.ids)
+    ids = np.array([tokens.ids[name] for name in names], dtype=np.intp)
+    if not np.all(np.isfinite(row[ids])):
         raise ConfigError("the model produced non-finite logits for a decision token")
-    for name, b in bias.items():
-        row[tokens.ids[name]] += b
-    row = row - np.max(row)
-    weights = np.exp(row)
-    total = float(weights.sum())
-    probs = {name: float(weights[idx] / total) for name, idx in tokens.ids.items()}
+    weights = np.exp(row - np.max(row))
+    decision = weights[ids]
+    weights[ids] = 0.0
+    other = float(weights.sum())  # summed, not 1 - sum(decision): that rounds to 0 when confident
+    total = other + float(decision.sum())
+    probs, rest = apply_first_step_bias(names, decision / total, np.float64(other / total), bias)
     return FirstTokenDistribution(
-        probabilities=probs,
-        rest=max(0.0, 1.0 - sum(probs.values())),
+        probabilities={name: float(p) for name, p in zip(names, probs, strict=True)},
+        rest=float(rest),
         prompt_tokens=prompt_tokens,
         temperature=temperature,
         logit_bias=bias,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rt_middleware.distribution import FirstTokenDistribution
+from rt_middleware.distribution import FirstTokenDistribution, apply_first_step_bias, check_bias_names
 from rt_middleware.errors import ConfigError
 from rt_middleware.policy import TenantPolicy
 from rt_middleware.tokens import RESPOND
@@ -80,16 +80,12 @@ class ProbabilityTable:
         return ProbabilityTable(names=self.names, probs=self.probs[mask], rest=self.rest[mask])
 
     def with_bias(self, bias: Mapping[str, float]) -> ProbabilityTable:
-        """Exact re-biasing, row by row as `FirstTokenDistribution.with_bias` does."""
-        unknown = set(bias) - set(self.names)
-        if unknown:
-            raise ConfigError(f"logit_bias names unknown decision tokens: {sorted(unknown)}")
+        """Exact re-biasing of every row (`rt_middleware.distribution.apply_first_step_bias`)."""
         if not any(bias.values()):
+            check_bias_names(self.names, bias)
             return self
-        factors = np.array([np.exp(bias.get(n, 0.0)) for n in self.names])
-        scaled = self.probs * factors
-        z = self.rest + scaled.sum(axis=1)
-        return ProbabilityTable(names=self.names, probs=scaled / z[:, None], rest=self.rest / z)
+        probs, rest = apply_first_step_bias(self.names, self.probs, self.rest, bias)
+        return ProbabilityTable(names=self.names, probs=probs, rest=rest)
 
     def fires(self, rules: Mapping[str, Rule]) -> np.ndarray:
         """Boolean (n, categories) matrix: does each category fire on each prompt.

@@ -54,6 +54,32 @@ def test_with_bias_equals_biasing_the_logits(row: np.ndarray, bias: dict[str, fl
         assert rebiased.probabilities[name] == pytest.approx(direct.probabilities[name], rel=1e-9, abs=1e-15)
 
 
+
+def test_rebiasing_a_confident_distribution_stays_exact() -> None:
+    """When the decision tokens hold all but ~1e-17 of the mass, `rest` must not be 1 - sum (which
+    rounds to 0): a large negative bias hands that mass back to the other tokens."""
+    row = np.zeros(120)
+    row[TOKENS.ids["respond"]] = 45.0
+    bias = {"respond": -60.0}
+    rebiased = distribution_from_logits(row, TOKENS).with_bias(bias)
+    want = reference(row, 1.0, bias)
+    for name, p in want.items():
+        assert rebiased.probabilities[name] == pytest.approx(p, rel=1e-9)
+    assert rebiased.rest == pytest.approx(1.0 - sum(want.values()), rel=1e-9)
+
+
+def test_one_bias_implementation_for_rows_and_tables() -> None:
+    from rt_middleware.distribution import apply_first_step_bias
+
+    probs = np.array([[0.5, 0.2], [0.1, 0.1]])
+    rest = np.array([0.3, 0.8])
+    one, one_rest = apply_first_step_bias(["a", "b"], probs[0], rest[0], {"a": math.log(2.0)})
+    many, many_rest = apply_first_step_bias(["a", "b"], probs, rest, {"a": math.log(2.0)})
+    assert np.allclose(one, [1.0 / 1.5, 0.2 / 1.5]) and one_rest == pytest.approx(0.3 / 1.5)
+    assert np.array_equal(many[0], one) and many_rest[0] == one_rest
+    with pytest.raises(ConfigError, match="unknown decision tokens"):
+        apply_first_step_bias(["a", "b"], probs, rest, {"c": 1.0})
+
 def test_renormalized_argmax_and_roundtrip() -> None:
     dist = FirstTokenDistribution(probabilities={"respond": 0.2, "refuse": 0.6}, rest=0.2)
     assert dist.argmax() == "refuse"
