@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The data sets: shared/data beside this checkout unless RT_DATA_DIR is set (tests and `rt` do the same).
+export RT_DATA_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data))
 # A portable llama.cpp build (AVX2, no -march=native); pip caches the compiled wheel.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 

@@ -17,6 +17,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "DatasetError",
     "LabeledPrompt",
+    "checkout_data_dir",
     "data_dir",
     "dedupe_against",
     "load_file",
@@ -50,19 +51,36 @@ class LabeledPrompt:
         return self.label != "respond"
 
 
-def data_dir() -> Path:
-    """``$RT_DATA_DIR``, else the first ``shared/data`` found beside the working directory or this checkout."""
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for base in (Path.cwd(), *Path.cwd().parents, *here.parents):
-        for candidate in (base / "shared" / "data", base.parent / "shared" / "data"):
-            if candidate.is_dir():
-                return candidate
-    raise DatasetError(
-        f"cannot find the shared data folder; set {DATA_DIR_ENV} to the folder holding coconot/, xstest/ ..."
-    )
+def data_dir(folder: str | Path | None = None) -> Path:
+    """The folder holding the data sets (coconot/, xstest/, ...): `folder`, else ``$RT_DATA_DIR``.
+
+    Nothing is searched for: the library never guesses from the working directory. The `rt` CLI
+    and the test suite default ``RT_DATA_DIR`` to the ``shared/data`` folder beside a source
+    checkout (`checkout_data_dir`).
+    """
+    chosen = folder if folder is not None else os.environ.get(DATA_DIR_ENV) or None
+    if chosen is None:
+        raise DatasetError(
+            f"no data folder given: set {DATA_DIR_ENV} to the folder holding coconot/, xstest/, ... "
+            f"(e.g. export {DATA_DIR_ENV}=/path/to/shared/data; in a source checkout that is "
+            "../shared/data beside the repository), or pass the folder as `root=`"
+        )
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise DatasetError(
+            f"the data folder {path} does not exist; set {DATA_DIR_ENV} to the folder holding "
+            "coconot/, xstest/, ..."
+        )
+    return path
+
+
+def checkout_data_dir() -> Path | None:
+    """``shared/data`` beside the source checkout this package runs from, if there is one.
+
+    The default of the `rt` CLI and of the tests; an installed wheel has none.
+    """
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return candidate if candidate.is_dir() else None
 
 
 def normalize_text(text: str) -> str:
