@@ -29,14 +29,20 @@ def load_backend(
     `backend_options` are passed unchanged to the backend that `spec` selects:
     `HFBackend.from_pretrained` (e.g. ``device=``, ``dtype=``, ``device_map=``,
     ``attn_implementation=``), `LlamaCppBackend` (e.g. ``n_gpu_layers=``, ``n_ctx=``,
-    ``pool_size=``) or `OpenAICompatibleBackend`. `schema` applies to a file, a directory or a
-    server; the default model brings its own.
+    ``pool_size=``) or `OpenAICompatibleBackend` (``tokenizer=``: the served model's GGUF or
+    directory; default, or ``"default"``: the shipped default model's GGUF). `schema` applies to a
+    file, a directory or a server; the default model brings its own.
     """
     text = str(spec)
     if text.startswith("openai:"):  # openai:http://HOST:PORT/v1, a served engine
         from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
 
-        return OpenAICompatibleBackend(text.removeprefix("openai:"), schema=schema, **backend_options)
+        options = dict(backend_options)
+        if options.get("tokenizer") in (None, "default"):  # the served model is the default model
+            from rt_middleware.default_model import materialize_default_model
+
+            options["tokenizer"] = materialize_default_model("llamacpp", progress=False)
+        return OpenAICompatibleBackend(text.removeprefix("openai:"), schema=schema, **options)
     if text in DEFAULT_SPECS:
         from rt_middleware.default_model import load_default_backend
 

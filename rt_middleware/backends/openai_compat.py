@@ -164,9 +164,10 @@ class OpenAICompatibleBackend(BaseBackend):
     """Decisions and continuations from a model served by vLLM or llama-cpp-python's server.
 
     `base_url` ends in ``/v1``. `model` is the served model id (None: the first of ``/v1/models``).
-    `tokenizer` renders the chat template locally: ``"default"`` (the shipped default model's GGUF),
-    a ``.gguf`` path (vocabulary only is loaded), a transformers model directory (loads an
-    HFBackend), or a backend you built. It must be the served model's tokenizer. `engine` is one of
+    `tokenizer` renders the chat template locally: a ``.gguf`` path (vocabulary only is loaded), a
+    transformers model directory (loads an HFBackend), or a backend you built. It must be the served
+    model's tokenizer. (`rt_middleware.load_backend("openai:URL")` passes the shipped default
+    model's GGUF when given none or ``"default"``: the backends do not know the default model.) `engine` is one of
     ENGINES or ``"auto"`` (from ``/v1/models``' ``owned_by``); llama-cpp-python needs a GGUF tokenizer.
     `timeout` bounds each HTTP read; `retries` re-sends after connection failures and 502/503/504,
     waiting `backoff` seconds doubled each time.
@@ -177,7 +178,7 @@ class OpenAICompatibleBackend(BaseBackend):
         base_url: str,
         model: str | None = None,
         schema: RefusalTokenSchema | None = None,
-        tokenizer: str | Path | BaseBackend = "default",
+        tokenizer: str | Path | BaseBackend | None = None,
         *,
         engine: Engine | Literal["auto"] = "auto",
         api_key: str | None = None,
@@ -221,16 +222,18 @@ class OpenAICompatibleBackend(BaseBackend):
         self.model_name = model_name or model or "served-model"
 
     # ---- set-up ----------------------------------------------------------------------------------
-    def _load_encoder(self, tokenizer: str | Path | BaseBackend, schema: RefusalTokenSchema | None) -> BaseBackend:
+    def _load_encoder(
+        self, tokenizer: str | Path | BaseBackend | None, schema: RefusalTokenSchema | None
+    ) -> BaseBackend:
         if isinstance(tokenizer, BaseBackend):
             return tokenizer
+        if tokenizer is None or str(tokenizer) == "default":
+            raise ConfigError(
+                "OpenAICompatibleBackend needs tokenizer= (the served model's .gguf, model directory or "
+                "a backend); rt_middleware.load_backend('openai:URL') uses the default model's GGUF"
+            )
         text = str(tokenizer)
-        if text == "default":
-            from rt_middleware.default_model import materialize_default_model
-
-            path = materialize_default_model("llamacpp", progress=False)
-        else:
-            path = Path(text).expanduser()
+        path = Path(text).expanduser()
         if path.suffix.lower() == ".gguf":
             llama_cpp = require("llama_cpp", extra="llamacpp", feature="a GGUF tokenizer", package="llama-cpp-python")
             from rt_middleware.backends.llamacpp import LlamaCppBackend
@@ -247,7 +250,7 @@ class OpenAICompatibleBackend(BaseBackend):
             from rt_middleware.backends.hf import HFBackend
 
             return HFBackend.from_pretrained(path, schema=schema)
-        raise ConfigError(f"tokenizer {text!r} is neither 'default', a .gguf file nor a model directory")
+        raise ConfigError(f"tokenizer {text!r} is neither a .gguf file nor a model directory")
 
     def _vocab_size(self) -> int | None:
         if self._vocab_llm is not None:

@@ -58,9 +58,7 @@ def _load(model: str, tokenizer: str, pool_size: int):
     from rt_middleware.loading import load_backend
 
     if model.startswith("openai:"):
-        from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
-
-        return OpenAICompatibleBackend(model.removeprefix("openai:"), tokenizer=tokenizer)
+        return load_backend(model, tokenizer=tokenizer)
     if pool_size > 1 and (model.endswith(".gguf") or model == "default:llamacpp"):
         from rt_middleware.backends.llamacpp import LlamaCppBackend
         from rt_middleware.default_model import materialize_default_model

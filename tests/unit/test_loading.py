@@ -33,3 +33,13 @@ def test_cli_refuses_torch_options_for_llama_cpp(tmp_path: Path) -> None:
     assert not runs_on_llamacpp("default") and not runs_on_llamacpp(str(tmp_path))
     with pytest.raises(ConfigError, match="--device/--dtype configure transformers models"):
         load_model(str(tmp_path / "m.gguf"), device="cuda")
+
+
+def test_a_served_engine_needs_its_tokenizer_from_the_loading_layer() -> None:
+    """The backend never reaches up into the default model; load_backend('openai:URL') does."""
+    pytest.importorskip("httpx")
+    pytest.importorskip("tenacity")
+    from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
+
+    with pytest.raises(ConfigError, match=r"load_backend\('openai:URL'\)"):
+        OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m")
