@@ -22,11 +22,12 @@ INTEGRATIONS = PACKAGE.parent / "integrations"
 
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("_extras", "messages", "paths", "plots"),
+    ("_extras", "_policy_loading", "messages", "paths", "plots"),
     ("tokens", "templating"),
     ("distribution", "datasets", "artifact", "gguf_export"),
     ("policy",),
     ("policy_io", "decision"),
+    ("audit",),
     ("backends",),
     ("default_model",),
     ("loading",),
@@ -39,8 +40,9 @@ LAYERS: list[tuple[str, ...]] = [
 """Bottom to top, by module name below ``rt_middleware`` (a package name covers its submodules).
 Core chain: tokens -> distribution -> policy -> decision -> backends -> router -> integrations/CLI;
 supporting leaves (errors, _extras, messages, templating, artifact, paths, plots, datasets) sit below
-what uses them; the default model and loading by name above the backends; evaluation, calibration
-and training above those (training reports through evaluation's metrics)."""
+what uses them; the decision audit sink (router uses it) above decisions; the default model and
+loading by name above the backends; evaluation, calibration and training above those (training
+reports through evaluation's metrics). Names listed before their module exists are harmless."""
 
 
 def _modules() -> dict[str, Path]:
