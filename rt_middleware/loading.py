@@ -59,6 +59,6 @@ def load_backend(
 
         return HFBackend.from_pretrained(path, schema=schema, **backend_options)
     raise ConfigError(
-        f"--model {text!r} is neither 'default', 'default:hf', 'default:llamacpp', "
-        "'openai:http://HOST:PORT/v1', a .gguf file nor a model directory"
+        f"--model {text!r} is neither 'default', a .gguf file nor a model directory (specs: 'default', "
+        "'default:hf', 'default:llamacpp', FILE.gguf, a transformers model DIR, 'openai:http://HOST:PORT/v1')"
     )
