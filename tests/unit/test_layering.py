@@ -9,6 +9,9 @@ any other module (they may import their own submodules).
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,10 +63,14 @@ MODULES = _modules()
 
 
 def _imported(name: str, path: Path) -> Iterator[tuple[str, int]]:
-    """(module of this package, line) for every import statement anywhere in the file."""
+    """(module of this package, line) for every import statement anywhere in the file, and every
+    string that is exactly a module's name (``importlib.import_module("rt_middleware.x")``, the
+    PEP 562 ``_LAZY`` maps): imports by name count too."""
     is_package = path.name == "__init__.py"
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            targets = [node.value] if node.value.startswith("rt_middleware.") and node.value in MODULES else []
+        elif isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -113,6 +120,7 @@ def test_the_graph_sees_lazy_and_type_checking_imports() -> None:
     assert "rt_middleware.backends.llamacpp" in GRAPH["rt_middleware.loading"]  # inside a function
     assert "rt_middleware.backends.hf" in GRAPH["rt_middleware.default_model"]  # TYPE_CHECKING + lazy
     assert "rt_middleware.decision" in GRAPH["rt_middleware"]
+    assert "rt_middleware.router" in GRAPH["rt_middleware"]  # by name, in the _LAZY map
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -159,3 +167,39 @@ def test_the_checks_catch_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert layer_of("rt_middleware.router") > layer_of("rt_middleware.tokens")
     monkeypatch.setitem(GRAPH, "rt_middleware.errors", {"rt_middleware.tokens": 1})
     assert _cycle() is not None
+
+
+def test_importing_a_layer_loads_nothing_above_it() -> None:
+    """At run time too: in one fresh interpreter, import modules bottom-up and check after each that
+    no module of a higher layer has been loaded (beyond what `import rt_middleware` loads for its
+    public names: the core chain up to decision)."""
+    probes = sorted(
+        [
+            "rt_middleware.artifact",
+            "rt_middleware.paths",
+            "rt_middleware.plots",
+            "rt_middleware.datasets",
+            "rt_middleware.policy_io",
+            "rt_middleware.backends",
+            "rt_middleware.backends.base",
+            "rt_middleware.default_model",
+            "rt_middleware.loading",
+            "rt_middleware.evaluation.heldout",
+            "rt_middleware.calibration",
+        ],
+        key=layer_of,
+    )
+    code = f"""
+import importlib, json, sys
+import rt_middleware
+out = {{"": sorted(sys.modules)}}
+for name in {probes!r}:
+    importlib.import_module(name)
+    out[name] = sorted(m for m in sys.modules if m == "rt_middleware" or m.startswith("rt_middleware."))
+print(json.dumps(out))
+"""
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    public_api = set(loaded.pop(""))  # what `import rt_middleware` loads for its public names
+    for name, modules in loaded.items():
+        above = [m for m in modules if m in MODULES and m not in public_api and layer_of(m) > layer_of(name)]
+        assert not above, f"importing {name} loaded higher layers: {above}"
