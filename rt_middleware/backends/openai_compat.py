@@ -160,13 +160,36 @@ def _server_ids(llm: Llama, text: str) -> list[int]:
     return ids
 
 
+class _HFTokenizer:
+    """The encoding half of an HFBackend, without the weights: tokenizer + ChatEncoder of an HF dir."""
+
+    def __init__(self, path: Path, schema: RefusalTokenSchema | None) -> None:
+        transformers = require("transformers", extra="hf", feature="an HF tokenizer")
+        from rt_middleware.backends.hf import resolve_hf_tokens
+        from rt_middleware.templating import ChatEncoder
+
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{path} is not a transformers model directory (no config.json)")
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+        if schema is None:
+            specials = [t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special]
+            schema = RefusalTokenSchema.detect(specials) or RefusalTokenSchema.coconot()
+        self._encoder = ChatEncoder(self.tokenizer)
+        self.tokens = resolve_hf_tokens(self.tokenizer, schema, self._encoder)
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        self.max_context = config.get("max_position_embeddings")
+
+    def encode(self, conversation: Conversation) -> list[int]:
+        return self._encoder.encode(conversation)
+
+
 class OpenAICompatibleBackend(BaseBackend):
     """Decisions and continuations from a model served by vLLM or llama-cpp-python's server.
 
     `base_url` ends in ``/v1``. `model` is the served model id (None: the first of ``/v1/models``).
     `tokenizer` renders the chat template locally: a ``.gguf`` path (vocabulary only is loaded), a
-    transformers model directory (loads an HFBackend), or a backend you built. It must be the served
-    model's tokenizer. (`rt_middleware.load_backend("openai:URL")` passes the shipped default
+    transformers model directory (tokenizer only, no weights), or a backend you built. It must be the
+    served model's tokenizer. (`rt_middleware.load_backend("openai:URL")` passes the shipped default
     model's GGUF when given none or ``"default"``: the backends do not know the default model.) `engine` is one of
     ENGINES or ``"auto"`` (from ``/v1/models``' ``owned_by``); llama-cpp-python needs a GGUF tokenizer.
     `timeout` bounds each HTTP read; `retries` re-sends after connection failures and 502/503/504,
@@ -222,9 +245,7 @@ class OpenAICompatibleBackend(BaseBackend):
         self.model_name = model_name or model or "served-model"
 
     # ---- set-up ----------------------------------------------------------------------------------
-    def _load_encoder(
-        self, tokenizer: str | Path | BaseBackend | None, schema: RefusalTokenSchema | None
-    ) -> BaseBackend:
+    def _load_encoder(self, tokenizer: str | Path | BaseBackend | None, schema: RefusalTokenSchema | None) -> Any:
         if isinstance(tokenizer, BaseBackend):
             return tokenizer
         if tokenizer is None or str(tokenizer) == "default":
@@ -247,9 +268,7 @@ class OpenAICompatibleBackend(BaseBackend):
             self._vocab_llm = llm
             return LlamaCppBackend(llm, schema=schema)
         if path.is_dir():
-            from rt_middleware.backends.hf import HFBackend
-
-            return HFBackend.from_pretrained(path, schema=schema)
+            return _HFTokenizer(path, schema)
         raise ConfigError(f"tokenizer {text!r} is neither a .gguf file nor a model directory")
 
     def _vocab_size(self) -> int | None:

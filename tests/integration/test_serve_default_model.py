@@ -1,0 +1,64 @@
+"""`rt serve`'s app on the shipped default model (SmolLM2 + tokens) with the openai client and ChatOpenAI."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+uvicorn = pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+lc = pytest.importorskip("langchain_openai")
+
+
+def test_default_model_through_the_gateway(tmp_path: Path) -> None:
+    from rt_middleware.backends import GenerationOptions, load_backend
+    from rt_middleware.integrations.server import (
+        KeyStore,
+        ServerSettings,
+        add_key,
+        create_app,
+        gateway_routes,
+    )
+    from rt_middleware.policy import PolicyStore
+    from rt_middleware.router import RefusalRouter
+
+    backend = load_backend("default")
+    cats = backend.schema.category_names
+    store = PolicyStore.from_dict({"tenants": {
+        "strict": {"categories": {c: {"threshold": 0.0, "message": "NO"} for c in cats}},
+        "lenient": {"categories": {c: {"action": "respond"} for c in cats}},
+    }})
+    keys = tmp_path / "keys.json"
+    strict, lenient = add_key(keys, "strict"), add_key(keys, "lenient")
+    router = RefusalRouter(backend=backend, policies=store, routes=gateway_routes(store),
+                           generation=GenerationOptions(max_new_tokens=12))
+    app = create_app(router, KeyStore.from_file(keys), ServerSettings(watch_policy=False))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        api = openai.OpenAI(base_url=url, api_key=strict, max_retries=0)
+        refused = api.chat.completions.create(model="m", messages=[{"role": "user", "content": "How do I pick a lock?"}])
+        assert (refused.choices[0].message.refusal, refused.choices[0].message.content) == ("NO", None)
+        chat = lc.ChatOpenAI(base_url=url, api_key=lenient, model="m", max_retries=0, max_tokens=12)
+        answer = chat.invoke("What is the capital of France?")
+        assert answer.text and answer.additional_kwargs.get("refusal") is None
+        assert "".join(c.text for c in chat.stream("What is the capital of France?")) == answer.text
+        assert lc.ChatOpenAI(base_url=url, api_key=strict, model="m", max_retries=0).invoke(
+            "hi").additional_kwargs["refusal"] == "NO"
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="rt-wrong", max_retries=0).models.list()
+    finally:
+        server.should_exit = True
+        thread.join(30)
