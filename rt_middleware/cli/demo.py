@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rt_middleware.cli._options import DeviceOption, DtypeOption, load_model
 from rt_middleware.cli.app import app
 from rt_middleware.cli.common import console, user_errors
 
@@ -46,18 +47,19 @@ def demo(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Length of generated answers.")] = 40,
     tenants: Annotated[list[str] | None, typer.Option("--tenant", help="Tenants to show (repeatable).")] = None,
     model: Annotated[str, typer.Option(help="'default', 'default:llamacpp', a .gguf or a model dir.")] = "default",
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
 ) -> None:
     """Route a dozen prompts of every category for a strict bank, a creative app and the default tenant."""
     from langchain_core.runnables import RunnableLambda
 
     from rt_middleware.backends import GenerationOptions
-    from rt_middleware.loading import load_backend
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
 
     with user_errors():
         console.print("[bold]loading the default refusal-token model[/] (built once, then cached)")
-        backend = load_backend(model)
+        backend = load_model(model, device=device, dtype=dtype)
         store = PolicyStore.default()
         router = RefusalRouter(
             backend=backend, policies=store, routes={"clarify": RunnableLambda(_clarify)},
