@@ -1,7 +1,8 @@
 """HF (transformers) llama-architecture model -> GGUF for llama.cpp, keeping the decision tokens.
 
-Written with the `gguf` package's GGUFWriter: llama.cpp's own convert_hf_to_gguf.py does not run
-against the PyPI `gguf` package. Each pitfall below corrupts a file *silently* (it loads and runs):
+Written with the `gguf` package's GGUFWriter, tensor-name tables (`TensorNameMap`, `TENSOR_NAMES`)
+and token types (`TokenType`): llama.cpp's own convert_hf_to_gguf.py does not run against the PyPI
+`gguf` package, but the tables it uses ship there. Each pitfall below corrupts a file *silently* (it loads and runs):
 
 - q_proj / k_proj must be permuted to llama.cpp's rotary layout;
 - `tokenizer.ggml.pre` must name the pre-tokenizer whose regex equals the HF one (anything we cannot
@@ -33,21 +34,7 @@ __all__ = ["GGUFDtype", "export_gguf", "llama_cpp_pre_tokenizer"]
 
 GGUFDtype = Literal["f32", "f16", "q8_0"]
 
-_TOKEN_NORMAL, _TOKEN_CONTROL, _TOKEN_USER_DEFINED, _TOKEN_UNUSED = 1, 3, 4, 5
 _Q8_0_BLOCK = 32
-
-# HF layer-tensor suffix -> (GGUF tensor suffix, rotary permutation: "q" | "k" | None)
-_LAYER_TENSORS: dict[str, tuple[str, str | None]] = {
-    "input_layernorm.weight": ("attn_norm.weight", None),
-    "self_attn.q_proj.weight": ("attn_q.weight", "q"),
-    "self_attn.k_proj.weight": ("attn_k.weight", "k"),
-    "self_attn.v_proj.weight": ("attn_v.weight", None),
-    "self_attn.o_proj.weight": ("attn_output.weight", None),
-    "post_attention_layernorm.weight": ("ffn_norm.weight", None),
-    "mlp.gate_proj.weight": ("ffn_gate.weight", None),
-    "mlp.up_proj.weight": ("ffn_up.weight", None),
-    "mlp.down_proj.weight": ("ffn_down.weight", None),
-}
 _SUPPORTED_MODEL_TYPES = ("llama",)
 
 
@@ -185,24 +172,35 @@ def permute_rotary(weight: np.ndarray, n_heads: int) -> np.ndarray:
     )
 
 
-def _gguf_name(hf_name: str, n_layers: int) -> tuple[str, str | None] | None:
-    """GGUF name and permutation of an HF tensor; None for tensors llama.cpp does not store."""
-    fixed = {
-        "model.embed_tokens.weight": "token_embd.weight",
-        "model.norm.weight": "output_norm.weight",
-        "lm_head.weight": "output.weight",
-    }
-    if hf_name in fixed:
-        return fixed[hf_name], None
-    if hf_name.endswith("rotary_emb.inv_freq"):
-        return None
-    prefix = "model.layers."
-    if hf_name.startswith(prefix):
-        index, _, suffix = hf_name[len(prefix) :].partition(".")
-        if index.isdigit() and int(index) < n_layers and suffix in _LAYER_TENSORS:
-            target, permute = _LAYER_TENSORS[suffix]
-            return f"blk.{index}.{target}", permute
-    raise ConfigError(f"unexpected tensor {hf_name!r}: not a plain llama-architecture checkpoint")
+def _llama_tensors(n_layers: int, *, tied: bool) -> set[str]:
+    """The GGUF names of every tensor llama.cpp needs for this llama model (`gguf.TENSOR_NAMES`)."""
+    import gguf
+
+    t = gguf.MODEL_TENSOR
+    top = [t.TOKEN_EMBD, t.OUTPUT_NORM] + ([] if tied else [t.OUTPUT])
+    per_block = [t.ATTN_NORM, t.ATTN_Q, t.ATTN_K, t.ATTN_V, t.ATTN_OUT, t.FFN_NORM, t.FFN_GATE, t.FFN_UP, t.FFN_DOWN]
+    names = {gguf.TENSOR_NAMES[kind] + ".weight" for kind in top}
+    for bid in range(n_layers):
+        names |= {gguf.TENSOR_NAMES[kind].format(bid=bid) + ".weight" for kind in per_block}
+    return names
+
+
+def _gguf_name(name_map: gguf.TensorNameMap, hf_name: str, wanted: set[str]) -> tuple[str, str | None] | None:
+    """GGUF name and rotary permutation ("q" | "k" | None) of an HF tensor; None if llama.cpp does not store it.
+
+    The names come from the `gguf` package's `TensorNameMap` (llama.cpp's own converter tables).
+    """
+    import gguf
+
+    mapped = name_map.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+    if mapped is not None and mapped[0] in (gguf.MODEL_TENSOR.ROPE_FREQS, gguf.MODEL_TENSOR.ATTN_ROT_EMBD):
+        return None  # rotary frequencies: llama.cpp computes them from rope.freq_base
+    if mapped is None or mapped[1] not in wanted:
+        if hf_name == "lm_head.weight":  # a tied checkpoint that still saved its head
+            return None
+        raise ConfigError(f"unexpected tensor {hf_name!r}: not a plain llama-architecture checkpoint")
+    permute = {gguf.MODEL_TENSOR.ATTN_Q: "q", gguf.MODEL_TENSOR.ATTN_K: "k"}.get(mapped[0])
+    return mapped[1], permute
 
 
 def _read_safetensors(model_dir: Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
@@ -232,16 +230,13 @@ def _converted_tensors(
     """(gguf name, data, raw qtype or None) in a stable order, checked against the config."""
     import gguf
 
-    wanted = {"token_embd.weight", "output_norm.weight"}
-    wanted |= {f"blk.{i}.{t}" for i in range(hp.n_layers) for t, _ in _LAYER_TENSORS.values()}
-    if not hp.tied:
-        wanted.add("output.weight")
+    wanted = _llama_tensors(hp.n_layers, tied=hp.tied)
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, hp.n_layers)
     entries: dict[str, tuple[Callable[[], np.ndarray], str | None]] = {}
     for hf_name, load in _read_safetensors(model_dir):
-        mapped = _gguf_name(hf_name, hp.n_layers)
-        if mapped is None or (hp.tied and mapped[0] == "output.weight"):
-            continue
-        entries[mapped[0]] = (load, mapped[1])
+        mapped = _gguf_name(name_map, hf_name, wanted)
+        if mapped is not None:
+            entries[mapped[0]] = (load, mapped[1])
     missing = sorted(wanted - set(entries))
     if missing:
         raise ConfigError(f"the checkpoint lacks tensors llama.cpp needs: {missing[:5]}")
@@ -312,23 +307,34 @@ def _special_flags(tokenizer: PreTrainedTokenizerBase) -> tuple[bool, bool]:
     return add_bos, add_eos
 
 
-def _hf_added_types(tokenizer: PreTrainedTokenizerBase) -> dict[int, int]:
+def _hf_added_types(tokenizer: PreTrainedTokenizerBase) -> dict[int, gguf.TokenType]:
     """Added tokens: special -> CONTROL; the rest USER_DEFINED (HF matches them in text too)."""
+    import gguf
+
     return {
-        idx: _TOKEN_CONTROL if added.special else _TOKEN_USER_DEFINED
+        idx: gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
         for idx, added in tokenizer.added_tokens_decoder.items()
     }
 
 
+def _plain_type(in_vocab: bool) -> gguf.TokenType:
+    """A vocabulary entry that is not an added token; ids the tokenizer lacks are UNUSED rows."""
+    import gguf
+
+    return gguf.TokenType.NORMAL if in_vocab else gguf.TokenType.UNUSED
+
+
 def _padded(tokens: list[str], types: list[int], vocab_size: int) -> tuple[list[str], list[int]]:
     """Pad to the embedding's row count with UNUSED placeholders (llama.cpp wants equal sizes)."""
+    import gguf
+
     if len(tokens) > vocab_size:
         raise ConfigError(
             f"the tokenizer has {len(tokens)} tokens but the model only {vocab_size} embedding rows; "
             "resize the embeddings (model.resize_token_embeddings) before saving"
         )
     extra = range(len(tokens), vocab_size)
-    return tokens + [f"[PAD{i}]" for i in extra], types + [_TOKEN_UNUSED] * len(extra)
+    return tokens + [f"[PAD{i}]" for i in extra], types + [gguf.TokenType.UNUSED] * len(extra)
 
 
 def _write_tokenizer_from_hf(writer: gguf.GGUFWriter, tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:
@@ -350,7 +356,7 @@ def _write_tokenizer_from_hf(writer: gguf.GGUFWriter, tokenizer: PreTrainedToken
     added = _hf_added_types(tokenizer)
     size = max(by_id) + 1
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
-    types = [added.get(i, _TOKEN_NORMAL if i in by_id else _TOKEN_UNUSED) for i in range(size)]
+    types = [added.get(i, _plain_type(i in by_id)) for i in range(size)]
     tokens, types = _padded(tokens, types, vocab_size)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
 
@@ -410,11 +416,11 @@ def _write_tokenizer_from_base(
     size = max(max(hf_by_id) + 1, len(base_tokens))
     tokens = base_tokens + [hf_by_id.get(i, f"[PAD{i}]") for i in range(len(base_tokens), size)]
     types = base_types + [
-        added.get(i, _TOKEN_NORMAL if i in hf_by_id else _TOKEN_UNUSED) for i in range(len(base_tokens), size)
+        added.get(i, _plain_type(i in hf_by_id)) for i in range(len(base_tokens), size)
     ]
     for idx, kind in added.items():  # an HF special token is CONTROL, whatever the base said
-        if kind == _TOKEN_CONTROL and idx < len(base_tokens):
-            types[idx] = _TOKEN_CONTROL
+        if kind == gguf.TokenType.CONTROL and idx < len(base_tokens):
+            types[idx] = kind
     tokens, types = _padded(tokens, types, vocab_size)
 
     replaced = {"tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.scores"}
