@@ -2,24 +2,84 @@
 
 A backend subclass implements five small methods (`encode`, `_prefill_ids`,
 `_distributions_ids`, `_stream_ids`, and the `tokens`/`max_context`/`model_name` attributes);
-everything else (validation, length checks, batching, stop strings, async twins) lives here once.
+everything else (validation, length checks, batching, stop strings, deadlines, finish reasons,
+async twins) lives here once.
+
+`_stream_ids` is a generator of text chunks that RETURNS its `FinishReason` (``return "length"``);
+`stream` wraps it in a `TextStream` whose ``finish_reason`` is set once the text ends.
+
+Deadlines: ``timeout`` (seconds) on `prefill`/`first_token_distributions`, `GenerationOptions.timeout`
+for a continuation, else the backend's `timeout` attribute. While a prefill runs, its deadline is
+readable with `request_deadline()` (a context variable, so per thread and per asyncio task);
+backends raise `BackendTimeoutError` once it has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import dataclasses
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rt_middleware.distribution import FirstTokenDistribution, check_sampling
-from rt_middleware.errors import PromptTooLongError, RTError
+from rt_middleware.errors import BackendTimeoutError, PromptTooLongError, RTError
 from rt_middleware.messages import ChatMessage, Conversation, as_conversation
 from rt_middleware.tokens import RESPOND, RefusalTokenSchema, ResolvedTokens
 
-__all__ = ["BaseBackend", "GenerationOptions", "Prefill"]
+__all__ = [
+    "AsyncTextStream",
+    "BaseBackend",
+    "FinishReason",
+    "Generation",
+    "GenerationOptions",
+    "Prefill",
+    "TextStream",
+    "check_deadline",
+    "deadline_scope",
+    "request_deadline",
+]
+
+FinishReason = Literal["stop", "length", "context"]
+"""Why a continuation ended: ``stop`` (end-of-turn token or a stop string), ``length``
+(``max_new_tokens`` reached), ``context`` (the model's context window is full)."""
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rt_middleware_deadline", default=None)
+
+
+def request_deadline() -> float | None:
+    """The running request's deadline on the `time.monotonic()` clock, or None."""
+    return _DEADLINE.get()
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: float | None) -> Iterator[None]:
+    """Make `deadline` the current request's deadline (in this thread / task) for the block."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def check_deadline(what: str = "the request") -> None:
+    """Raise BackendTimeoutError if the current request's deadline has passed."""
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise BackendTimeoutError(f"{what} ran past its deadline")
+
+
+def _deadline_after(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
+    return time.monotonic() + timeout
 
 
 @dataclass(frozen=True)
@@ -32,12 +92,26 @@ class GenerationOptions:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    """Sampling seed for this request alone (reproducible under concurrency); None: unseeded."""
+    timeout: float | None = None
+    """Seconds for the whole continuation; None uses the backend's `timeout`."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, got {self.timeout}")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A whole continuation: its text and why it ended."""
+
+    text: str
+    finish_reason: FinishReason | None
+    """None only from a backend that does not report it."""
 
 
 @dataclass
@@ -60,26 +134,86 @@ class Prefill:
             return state
 
 
-def _stop_at(chunks: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
-    """Cut a text stream at the first stop string, holding back text that may start one."""
-    if not stops:
-        yield from chunks
-        return
-    hold = max(len(s) for s in stops) - 1
-    buffer = ""
-    for chunk in chunks:
-        buffer += chunk
-        cut = min((i for i in (buffer.find(s) for s in stops) if i >= 0), default=-1)
-        if cut >= 0:
-            if buffer[:cut]:
-                yield buffer[:cut]
-            return
-        safe = len(buffer) - hold
-        if safe > 0:
-            yield buffer[:safe]
-            buffer = buffer[safe:]
-    if buffer:
-        yield buffer
+class TextStream(Iterator[str]):
+    """The text chunks of one continuation, cut at the first stop string.
+
+    `finish_reason` is None until the text has ended; then ``stop``, ``length`` or ``context``.
+    Closing the stream early (or a stop string) ends the backend's generation too.
+    """
+
+    def __init__(self, chunks: Iterator[str], stops: Sequence[str] = ()) -> None:
+        self._chunks = chunks
+        self._stops = tuple(s for s in stops if s)
+        self.finish_reason: FinishReason | None = None
+        self._it = self._run()
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._it)
+
+    def close(self) -> None:
+        self._it.close()
+
+    def _next_chunk(self) -> str | None:
+        try:
+            return next(self._chunks)
+        except StopIteration as end:
+            self.finish_reason = end.value
+            return None
+
+    def _run(self) -> Iterator[str]:
+        try:
+            if not self._stops:
+                while (chunk := self._next_chunk()) is not None:
+                    yield chunk
+                return
+            hold = max(len(s) for s in self._stops) - 1  # text that may start a stop string
+            buffer = ""
+            while (chunk := self._next_chunk()) is not None:
+                buffer += chunk
+                cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
+                if cut >= 0:
+                    self.finish_reason = "stop"
+                    if buffer[:cut]:
+                        yield buffer[:cut]
+                    return
+                safe = len(buffer) - hold
+                if safe > 0:
+                    yield buffer[:safe]
+                    buffer = buffer[safe:]
+            if buffer:
+                yield buffer
+        finally:  # a consumer that stops early (stop string, closed stream) ends generation too
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+
+
+class AsyncTextStream(AsyncIterator[str]):
+    """`TextStream` for asyncio: each chunk is produced in a worker thread."""
+
+    _DONE = object()
+
+    def __init__(self, stream: TextStream) -> None:
+        self._stream = stream
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self._stream.finish_reason
+
+    def __aiter__(self) -> AsyncTextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        chunk = await asyncio.to_thread(next, self._stream, self._DONE)
+        if chunk is self._DONE:
+            raise StopAsyncIteration
+        return chunk  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._stream.close)
 
 
 class BaseBackend(ABC):
@@ -88,6 +222,8 @@ class BaseBackend(ABC):
     tokens: ResolvedTokens
     model_name: str = "unknown"
     max_context: int | None = None
+    timeout: float | None = None
+    """Default deadline in seconds for each prefill and each continuation; None: no deadline."""
 
     # ---- to implement -------------------------------------------------------------------
     @abstractmethod
@@ -106,7 +242,8 @@ class BaseBackend(ABC):
 
     @abstractmethod
     def _stream_ids(self, prefill: Prefill, token_id: int, options: GenerationOptions) -> Iterator[str]:
-        """Yield text decoded after feeding `token_id` on top of the prefill's cache."""
+        """Yield text decoded after feeding `token_id` on top of the prefill's cache; RETURN the
+        `FinishReason`. `options.timeout` is already resolved against the backend's default."""
 
     # ---- shared ---------------------------------------------------------------------------
     @property
@@ -130,11 +267,15 @@ class BaseBackend(ABC):
         *,
         temperature: float = 1.0,
         logit_bias: Mapping[str, float] | None = None,
+        timeout: float | None = None,
     ) -> Prefill:
         """One forward pass: the decision distribution plus the cache a continuation reuses."""
         bias = dict(logit_bias or {})
         check_sampling(self.tokens, temperature, bias)
-        return self._prefill_ids(self._checked_ids(conversation), temperature, bias)
+        deadline = _deadline_after(timeout if timeout is not None else self.timeout)
+        ids = self._checked_ids(conversation)
+        with deadline_scope(deadline):
+            return self._prefill_ids(ids, temperature, bias)
 
     def first_token_distribution(
         self,
@@ -142,9 +283,10 @@ class BaseBackend(ABC):
         *,
         temperature: float = 1.0,
         logit_bias: Mapping[str, float] | None = None,
+        timeout: float | None = None,
     ) -> FirstTokenDistribution:
         return self.first_token_distributions(
-            [conversation], temperature=temperature, logit_bias=logit_bias
+            [conversation], temperature=temperature, logit_bias=logit_bias, timeout=timeout
         )[0]
 
     def first_token_distributions(
@@ -155,12 +297,18 @@ class BaseBackend(ABC):
         logit_bias: Mapping[str, float] | None = None,
         batch_size: int = 8,
         progress: bool = False,
+        timeout: float | None = None,
     ) -> list[FirstTokenDistribution]:
-        """Distributions for many prompts, in batches (left-padded where the backend batches)."""
+        """Distributions for many prompts, in batches (left-padded where the backend batches).
+
+        `timeout` (else the backend's) bounds each batch's forward pass.
+        """
         bias = dict(logit_bias or {})
         check_sampling(self.tokens, temperature, bias)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        timeout = timeout if timeout is not None else self.timeout
+        _deadline_after(timeout)  # validates
         encoded = [self._checked_ids(c) for c in conversations]
         # batches of similar lengths waste less compute on padding; results return in input order
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
@@ -172,23 +320,34 @@ class BaseBackend(ABC):
             starts = tqdm(starts, desc="first-token distributions", unit="batch")
         for start in starts:
             chunk = order[start : start + batch_size]
-            dists = self._distributions_ids([encoded[i] for i in chunk], temperature, bias)
+            with deadline_scope(_deadline_after(timeout)):
+                dists = self._distributions_ids([encoded[i] for i in chunk], temperature, bias)
             for i, dist in zip(chunk, dists, strict=True):
                 out[i] = dist
         return out  # type: ignore[return-value]
 
     def stream(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
-    ) -> Iterator[str]:
+    ) -> TextStream:
         """Continue after forcing decision `token` (a decision name), reusing the prefill's cache."""
         options = options or GenerationOptions()
+        if options.timeout is None and self.timeout is not None:
+            options = dataclasses.replace(options, timeout=self.timeout)
         token_id = self.tokens.id_for(token)
-        return _stop_at(self._stream_ids(prefill, token_id, options), options.stop)
+        return TextStream(self._stream_ids(prefill, token_id, options), options.stop)
+
+    def complete(
+        self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
+    ) -> Generation:
+        """The whole continuation and its finish reason."""
+        stream = self.stream(prefill, token, options)
+        text = "".join(stream)
+        return Generation(text=text, finish_reason=stream.finish_reason)
 
     def generate(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
     ) -> str:
-        return "".join(self.stream(prefill, token, options))
+        return self.complete(prefill, token, options).text
 
     # ---- async twins: run in a worker thread so the event loop never blocks -------------------
     async def aprefill(self, conversation: Any, **kwargs: Any) -> Prefill:
@@ -197,16 +356,16 @@ class BaseBackend(ABC):
     async def afirst_token_distributions(self, conversations: Any, **kwargs: Any) -> list[FirstTokenDistribution]:
         return await asyncio.to_thread(self.first_token_distributions, conversations, **kwargs)
 
-    async def agenerate(self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None) -> str:
-        return await asyncio.to_thread(self.generate, prefill, token, options)
-
-    async def astream(
+    async def acomplete(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
-    ) -> AsyncIterator[str]:
-        iterator = self.stream(prefill, token, options)
-        done = object()
-        while True:
-            chunk = await asyncio.to_thread(next, iterator, done)
-            if chunk is done:
-                return
-            yield chunk  # type: ignore[misc]
+    ) -> Generation:
+        return await asyncio.to_thread(self.complete, prefill, token, options)
+
+    async def agenerate(self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None) -> str:
+        return (await self.acomplete(prefill, token, options)).text
+
+    def astream(
+        self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
+    ) -> AsyncTextStream:
+        """Async chunks; `.finish_reason` once exhausted; `aclose()` ends generation early."""
+        return AsyncTextStream(self.stream(prefill, token, options))

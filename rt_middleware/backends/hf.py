@@ -1,19 +1,43 @@
-"""Thin wrapper over a transformers causal LM and its tokenizer."""
+"""Thin wrapper over a transformers causal LM and its tokenizer.
+
+Failures: any exception from tokenization, the model or generation becomes a `BackendError`
+(the original kept as ``__cause__``), so the router's fail mode applies; only errors of
+`rt_middleware.errors` pass through as themselves.
+
+Deadlines (`timeout=` here, per call on `prefill`, or `GenerationOptions.timeout`): every decoder
+layer checks the request's deadline before it runs, so a prefill or a generation step stops at
+the next layer boundary after the deadline and raises `BackendTimeoutError`; generation also
+stops between tokens (a stopping criterion). What cannot be interrupted: one layer's kernels, and
+the tokenizer. A forward that hangs inside a kernel (a deadlocked device) still blocks its caller.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rt_middleware._extras import require
-from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
+from rt_middleware.backends.base import (
+    BaseBackend,
+    FinishReason,
+    GenerationOptions,
+    Prefill,
+    check_deadline,
+    deadline_scope,
+)
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
-from rt_middleware.errors import BackendError, ConfigError, TokenSchemaError, UnsafeTokenizationError
+from rt_middleware.errors import (
+    BackendError,
+    BackendTimeoutError,
+    ConfigError,
+    RTError,
+    TokenSchemaError,
+    UnsafeTokenizationError,
+)
 from rt_middleware.messages import Conversation
 from rt_middleware.templating import ChatEncoder
 from rt_middleware.tokens import RefusalTokenSchema, ResolvedTokens
@@ -22,6 +46,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["HFBackend", "resolve_hf_tokens"]
+
+_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                "float16": "float16", "fp16": "float16", "half": "float16"}
+
 
 def resolve_hf_tokens(
     tokenizer: PreTrainedTokenizerBase, schema: RefusalTokenSchema, encoder: ChatEncoder | None = None
@@ -52,8 +80,9 @@ def resolve_hf_tokens(
 class HFBackend(BaseBackend):
     """Decision distributions and KV-cache continuations from a transformers causal LM.
 
-    Thread-safe for concurrent requests (each prefill owns its cache); on CPU, concurrent
-    requests share the cores, so throughput rises little.
+    Thread-safe for concurrent requests: each prefill owns its cache, tokenization uses private
+    tokenizer copies fixed at construction (`ChatEncoder`), sampling uses a per-request
+    `torch.Generator`. On CPU, concurrent requests share the cores, so throughput rises little.
     """
 
     def __init__(
@@ -65,9 +94,13 @@ class HFBackend(BaseBackend):
         chat_template: str | None = None,
         max_context: int | None = None,
         model_name: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._torch = require("torch", extra="hf", feature="HFBackend")
         require("transformers", extra="hf", feature="HFBackend")
+        from rt_middleware.backends import _hf_generation
+
+        self._gen = _hf_generation
         self.model = model.eval()
         self.tokenizer = tokenizer
         if schema is None:
@@ -82,9 +115,13 @@ class HFBackend(BaseBackend):
         tok_len = getattr(tokenizer, "model_max_length", None)
         self.max_context = max_context or cfg_len or (tok_len if tok_len and tok_len < 10**7 else None)
         self.model_name = model_name or getattr(model.config, "name_or_path", None) or type(model).__name__
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout}")
+        self.timeout = timeout
         pad = tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self._eos_ids = self._eos_token_ids()
+        _hf_generation.install_deadline_hooks(model)
 
     @classmethod
     def from_pretrained(
@@ -92,17 +129,44 @@ class HFBackend(BaseBackend):
         path: str | Path,
         schema: RefusalTokenSchema | None = None,
         *,
-        dtype: str = "float32",
+        device: str | Any | None = None,
+        dtype: str | Any | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        attn_implementation: str | None = None,
         **kwargs: Any,
     ) -> HFBackend:
-        """Load a model directory saved with `save_pretrained` (tokenizer included)."""
-        require("torch", extra="hf", feature="HFBackend")
+        """Load a model directory saved with `save_pretrained` (tokenizer included).
+
+        `device`: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``, ... or a `torch.device`; or give
+        `device_map` (``"auto"``, a dict) to let accelerate place the layers (not both).
+        `dtype`: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` (the checkpoint's) or a
+        `torch.dtype`; default float32 on CPU, bfloat16 elsewhere. Decision probabilities are
+        computed in float64 from the logits whatever the dtype. `attn_implementation`: e.g.
+        ``"eager"``, ``"sdpa"``, ``"flash_attention_2"``. Other keywords go to the constructor.
+        """
+        torch = require("torch", extra="hf", feature="HFBackend")
         transformers = require("transformers", extra="hf", feature="HFBackend")
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path} is not a transformers model directory (no config.json)")
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        if device is not None and device_map is not None:
+            raise ConfigError("give device= or device_map=, not both")
+        try:
+            target = torch.device(device if device is not None else "cpu")
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"unknown device {device!r}: {exc}") from None
+        load: dict[str, Any] = {"dtype": _resolve_dtype(torch, dtype, target if device_map is None else None)}
+        if device_map is not None:
+            load["device_map"] = device_map
+        if attn_implementation is not None:
+            load["attn_implementation"] = attn_implementation
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
+            if device_map is None and target.type != "cpu":
+                model = model.to(target)
+        except (OSError, ValueError, RuntimeError, ImportError, AssertionError) as exc:
+            raise ConfigError(f"could not load {path} ({load}, device={device}): {exc}") from exc
         return cls(model, tokenizer, schema, model_name=kwargs.pop("model_name", path.name), **kwargs)
 
     def _eos_token_ids(self) -> list[int]:
@@ -118,26 +182,38 @@ class HFBackend(BaseBackend):
 
         Thread-safe: `ChatEncoder` tokenizes with private tokenizer copies fixed at construction.
         """
-        return self.encoder.encode(conversation)
+        try:
+            return self.encoder.encode(conversation)
+        except RTError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"tokenization failed: {type(exc).__name__}: {exc}") from exc
 
     # ---- model calls -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            with self._torch.inference_mode():
-                yield
-        except (RuntimeError, IndexError) as exc:
-            raise BackendError(f"transformers model failed: {exc}") from exc
+    def _errors(self, what: str = "transformers model failed") -> Iterator[None]:
+        """Any failure becomes a BackendError (errors of rt_middleware pass through)."""
+        with _mapped_errors(what), self._torch.inference_mode():
+            yield
 
     @property
     def _device(self) -> Any:
-        return next(self.model.parameters()).device
+        return self.model.get_input_embeddings().weight.device
+
+    def _distribution(self, row: Any, temperature: float, logit_bias: Mapping[str, float], n: int) -> FirstTokenDistribution:
+        try:
+            return distribution_from_logits(
+                row, self.tokens, temperature=temperature, logit_bias=logit_bias, prompt_tokens=n
+            )
+        except ConfigError as exc:  # non-finite logits: the model failed, not the configuration
+            raise BackendError(f"the model's logits are unusable: {exc}") from exc
 
     def _prefill_ids(self, ids: list[int], temperature: float, logit_bias: Mapping[str, float]) -> Prefill:
         from transformers import DynamicCache
 
         torch = self._torch
         with self._errors():
+            check_deadline("the prefill")
             cache = DynamicCache(config=self.model.config)
             out = self.model(
                 input_ids=torch.tensor([ids], device=self._device),
@@ -145,10 +221,9 @@ class HFBackend(BaseBackend):
                 use_cache=True,
                 logits_to_keep=1,
             )
-            row = out.logits[0, -1].float().cpu().numpy()
-        dist = distribution_from_logits(
-            row, self.tokens, temperature=temperature, logit_bias=logit_bias, prompt_tokens=len(ids)
-        )
+            row = out.logits[0, -1].to(torch.float64).cpu().numpy()
+            check_deadline("the prefill")
+        dist = self._distribution(row, temperature, logit_bias, len(ids))
         return Prefill(distribution=dist, input_ids=ids, state=cache)
 
     def _distributions_ids(
@@ -156,107 +231,116 @@ class HFBackend(BaseBackend):
     ) -> list[FirstTokenDistribution]:
         torch = self._torch
         width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            mask[row, width - len(ids) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with self._errors():
+            check_deadline("the prefill")
+            input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, ids in enumerate(batch):
+                input_ids[row, width - len(ids) :] = torch.tensor(ids)
+                mask[row, width - len(ids) :] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(
                 input_ids=input_ids.to(self._device),
                 attention_mask=mask.to(self._device),
                 position_ids=positions.to(self._device),
                 use_cache=False,
                 logits_to_keep=1,
-            ).logits[:, -1].float().cpu().numpy()
-        return [
-            distribution_from_logits(
-                logits[i], self.tokens, temperature=temperature, logit_bias=logit_bias,
-                prompt_tokens=len(ids),
-            )
-            for i, ids in enumerate(batch)
-        ]
+            ).logits[:, -1].to(torch.float64).cpu().numpy()
+            check_deadline("the prefill")
+        return [self._distribution(logits[i], temperature, logit_bias, len(ids)) for i, ids in enumerate(batch)]
 
-    def _stream_ids(self, prefill: Prefill, token_id: int, options: GenerationOptions) -> Iterator[str]:
-        from transformers import StoppingCriteria, StoppingCriteriaList
+    def _generate_kwargs(self, ids: list[int], cache: Any, max_new_tokens: int, options: GenerationOptions,
+                         interrupt: Any, streamer: Any) -> dict[str, Any]:
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
         torch = self._torch
+        device = self._device
+        processors = LogitsProcessorList()
+        if options.temperature > 0:  # sampled by SeededSampling; generate() itself stays greedy
+            processors.append(TemperatureLogitsWarper(options.temperature))
+            if options.top_p < 1:
+                processors.append(TopPLogitsWarper(options.top_p))
+            processors.append(self._gen.SeededSampling(options.seed))
+        return {
+            "input_ids": torch.tensor([ids], device=device),
+            "attention_mask": torch.ones((1, len(ids)), dtype=torch.long, device=device),
+            "cache": cache,
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self._pad_id,
+            "eos_token_id": self._eos_ids or None,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+            "logits_processor": processors,
+            "stopping_criteria": self._gen_stopping(interrupt),
+            "streamer": streamer,
+        }
+
+    def _gen_stopping(self, interrupt: Any) -> Any:
+        from transformers import StoppingCriteriaList
+
+        return StoppingCriteriaList([interrupt])
+
+    def _run_generate(self, kwargs: dict[str, Any], streamer: Any, deadline: float | None) -> None:
+        try:
+            with deadline_scope(deadline), self._torch.inference_mode():
+                self.model.generate(**kwargs)
+        except BaseException as exc:  # handed to the consuming thread
+            streamer.fail(exc)
+
+    def _stream_ids(self, prefill: Prefill, token_id: int, options: GenerationOptions) -> Iterator[str]:
         cache = prefill.take_state()
         ids = [*prefill.input_ids, token_id]
+        limit, at_limit = options.max_new_tokens, "length"
         if self.max_context is not None:
             room = self.max_context - len(ids)
             if room <= 0:
-                return
-            options = dataclasses.replace(options, max_new_tokens=min(options.max_new_tokens, room))
-        new_ids: queue.Queue[int | BaseException | None] = queue.Queue()
-
-        class _Streamer:
-            first = True
-
-            def put(self, value: Any) -> None:
-                if self.first:  # generate() first echoes the prompt
-                    self.first = False
-                    return
-                for idx in value.reshape(-1).tolist():
-                    new_ids.put(int(idx))
-
-            def end(self) -> None:
-                new_ids.put(None)
-
-        cancel = threading.Event()
-
-        class _Cancel(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-        kwargs: dict[str, Any] = {
-            "stopping_criteria": StoppingCriteriaList([_Cancel()]),
-            "input_ids": torch.tensor([ids], device=self._device),
-            "attention_mask": torch.ones((1, len(ids)), dtype=torch.long, device=self._device),
-            "cache": cache,
-            "max_new_tokens": options.max_new_tokens,
-            "pad_token_id": self._pad_id,
-            "eos_token_id": self._eos_ids or None,
-            "streamer": _Streamer(),
-        }
-        if options.temperature > 0:
-            kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-
-        def run() -> None:
-            try:
-                if options.seed is not None:
-                    torch.manual_seed(options.seed)
-                with torch.inference_mode():
-                    self.model.generate(**kwargs)
-            except BaseException as exc:  # handed to the consuming thread
-                new_ids.put(exc)
-
-        worker = threading.Thread(target=run, name="rt-hf-generate", daemon=True)
+                return "context"
+            if room < limit:
+                limit, at_limit = room, "context"
+        deadline = None if options.timeout is None else time.monotonic() + options.timeout
+        interrupt = self._gen.Interrupt(deadline)
+        streamer = self._gen.TokenStreamer(self.tokenizer, self._eos_ids)
+        with self._errors("transformers generation failed"):
+            kwargs = self._generate_kwargs(ids, cache, limit, options, interrupt, streamer)
+        worker = threading.Thread(
+            target=self._run_generate, args=(kwargs, streamer, deadline), name="rt-hf-generate", daemon=True
+        )
         worker.start()
-        generated: list[int] = []
-        emitted = ""
         try:
-            while True:
-                item = new_ids.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise BackendError(f"transformers generation failed: {item}") from item
-                if item in self._eos_ids:
-                    continue
-                generated.append(item)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                if text.endswith("\ufffd"):
-                    continue  # an incomplete UTF-8 sequence: wait for the next token
-                if len(text) > len(emitted):
-                    yield text[len(emitted) :]
-                    emitted = text
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            if len(text) > len(emitted):
-                yield text[len(emitted) :]
+            with _mapped_errors("transformers generation failed"):  # no inference_mode across yields
+                for text in streamer:
+                    if text:
+                        yield text
         finally:  # a consumer that stops early (stop string, closed stream) ends generation too
-            cancel.set()
+            interrupt.cancelled.set()
             worker.join()
+        if interrupt.timed_out:
+            raise BackendTimeoutError(
+                f"generation ran past its deadline ({options.timeout} s) after {streamer.n_tokens} tokens"
+            )
+        reason: FinishReason = "stop" if streamer.ended_on_eos or streamer.n_tokens < limit else at_limit
+        return reason
+
+
+@contextlib.contextmanager
+def _mapped_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RTError:
+        raise
+    except Exception as exc:  # MemoryError, TypeError, KeyError, OSError, ... all fail closed
+        raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _resolve_dtype(torch: Any, dtype: Any, device: Any) -> Any:
+    """A torch dtype or "auto"; default float32 on CPU (or an unknown placement: device_map), else bfloat16."""
+    if dtype is None:
+        return torch.float32 if device is None or device.type == "cpu" else torch.bfloat16
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    name = _DTYPE_NAMES.get(str(dtype).removeprefix("torch."))
+    if name is None:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, auto")
+    return getattr(torch, name)

@@ -276,3 +276,182 @@ def test_lone_surrogates_are_invalid_input(tiny_backend, text: str) -> None:
         tiny_backend.prefill(text)
     with pytest.raises(InvalidInputError, match="lone surrogate"):
         tiny_backend.first_token_distributions(["fine", [{"role": "user", "content": text}]])
+
+
+# ---- finish reasons, abandonment, streamer (#15 item 7, #20) ------------------------------------
+def test_finish_reasons(talkative) -> None:
+    backend = talkative[2]
+    stream = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=5))
+    assert stream.finish_reason is None
+    text = "".join(stream)
+    assert text and stream.finish_reason == "length"
+    whole = backend.complete(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=12))
+    assert whole.finish_reason == "length" and whole.text.startswith(text)
+    eos = backend.complete(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=16))
+    assert eos.finish_reason == "stop" and eos.text.startswith(whole.text)  # its 16th token is eos
+    cut = whole.text[3:6]
+    stopped = backend.complete(backend.prefill("hello world"), options=GenerationOptions(12, stop=(cut,)))
+    assert (stopped.text, stopped.finish_reason) == (whole.text[: whole.text.index(cut)], "stop")
+    # a prompt 3 tokens short of the context: the answer ends because the context is full
+    long = backend.prefill("hello world " * 82)
+    room = backend.max_context - len(long.input_ids) - 1
+    assert 0 < room < 10, room
+    full = backend.complete(long, options=GenerationOptions(max_new_tokens=64))
+    assert full.finish_reason == "context"
+
+
+def test_end_of_turn_finishes_with_stop() -> None:
+    model, tok = build_tiny(spread=0.02)
+    backend = HFBackend(model, tok)
+    first = backend.complete(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=1))
+    model.generation_config.eos_token_id = [tok.eos_token_id, *tok(first.text, add_special_tokens=False).input_ids]
+    backend = HFBackend(model, tok)  # the token it answers first is now an end-of-turn id
+    result = backend.complete(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=8))
+    assert (result.text, result.finish_reason) == ("", "stop")
+
+
+def test_abandoned_stream_ends_generation(talkative) -> None:
+    import threading
+
+    backend = talkative[2]
+    stream = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=200))
+    first = next(stream)
+    assert first
+    stream.close()  # what a disconnected client does
+    assert not [t for t in threading.enumerate() if t.name == "rt-hf-generate"]
+    assert stream.finish_reason is None
+
+
+def test_async_stream_reports_finish_reason(talkative) -> None:
+    backend = talkative[2]
+
+    async def run():
+        stream = backend.astream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=4))
+        chunks = [c async for c in stream]
+        result = await backend.acomplete(await backend.aprefill("hello world"), "respond",
+                                         GenerationOptions(max_new_tokens=4))
+        return chunks, stream.finish_reason, result
+
+    chunks, reason, result = asyncio.run(run())
+    assert "".join(chunks) == result.text and reason == result.finish_reason == "length"
+
+
+# ---- every failure is a BackendError; deadlines (#15 item 4) ----------------------------------
+@pytest.mark.parametrize("error", [TypeError, KeyError, MemoryError, ValueError, OSError, RuntimeError, IndexError])
+def test_any_model_failure_is_a_backend_error_and_the_router_fails_closed(error) -> None:
+    from tiny_model import GATE_POLICIES
+
+    from rt_middleware import PolicyStore, RefusalRouter
+    from rt_middleware.errors import BackendError
+
+    model, tok = build_tiny(spread=0.02)
+    backend = HFBackend(model, tok)
+    prefill = backend.prefill("hello world")  # made before the fault
+
+    def broken_layer(module, args):
+        raise error("injected fault")
+
+    handle = model.model.layers[1].register_forward_pre_hook(broken_layer)
+    for call in (
+        lambda: backend.prefill("hello world"),
+        lambda: backend.first_token_distributions(["hello", "world"]),
+        lambda: backend.generate(prefill, options=GenerationOptions(max_new_tokens=3)),
+    ):
+        with pytest.raises(BackendError, match="injected fault") as info:
+            call()
+        assert isinstance(info.value.__cause__, error)
+    policies = PolicyStore.from_dict({"tenants": {"open": GATE_POLICIES["tenants"]["open"]}})
+    router = RefusalRouter(backend=backend, policies=policies)
+    decision = router.decide("hello world", tenant_id="open")
+    assert decision.action == "refuse"  # fail_mode closed, although "open" never refuses otherwise
+    handle.remove()
+    assert router.decide("hello world", tenant_id="open").action == "respond"  # still usable
+
+
+def test_deadlines_raise_backend_timeout(talkative) -> None:
+    from rt_middleware.errors import BackendTimeoutError
+
+    model, tok, backend = talkative
+    with pytest.raises(BackendTimeoutError, match="deadline"):
+        backend.prefill("hello world", timeout=1e-9)  # interrupted before the first decoder layer
+    with pytest.raises(BackendTimeoutError):
+        backend.first_token_distributions(["hello", "world"], timeout=1e-9)
+    with pytest.raises(BackendTimeoutError):
+        backend.generate(backend.prefill("hello world"), options=GenerationOptions(8, timeout=1e-9))
+    slow = HFBackend(model, tok, timeout=1e-9)  # the backend-wide default applies per request
+    with pytest.raises(BackendTimeoutError):
+        slow.prefill("hello world")
+    assert backend.prefill("hello world", timeout=60).distribution  # a generous deadline is fine
+    with pytest.raises(ValueError, match="timeout"):
+        GenerationOptions(timeout=0)
+
+
+def test_interrupt_stops_between_tokens_on_the_input_device() -> None:
+    """The stopping criterion's flags live on input_ids.device: on CUDA a CPU tensor fails when
+    transformers ORs it with its own flags (checked with the meta device, which has no data)."""
+    import time
+
+    from rt_middleware.backends._hf_generation import Interrupt
+
+    for device in ("cpu", "meta"):
+        ids = torch.zeros((2, 5), dtype=torch.long, device=device)
+        waiting = Interrupt(deadline=None)
+        out = waiting(ids, None)
+        assert out.device == ids.device and out.dtype == torch.bool and out.shape == (2,)
+        waiting.cancelled.set()
+        assert waiting(ids, None).device == ids.device
+        late = Interrupt(deadline=time.monotonic() - 1)
+        assert late(ids, None).device == ids.device and late.timed_out
+    cpu = torch.zeros((1, 3), dtype=torch.long)
+    assert not Interrupt(None)(cpu, None).any()
+    assert Interrupt(time.monotonic() - 1)(cpu, None).all()
+    stopped = Interrupt(None)
+    stopped.cancelled.set()
+    assert stopped(cpu, None).all()
+
+
+# ---- per-request seeds, dtypes, devices (#16 item 1) ------------------------------------------
+def test_seeded_sampling_is_reproducible_under_concurrency(talkative) -> None:
+    backend = talkative[2]
+    opts = {s: GenerationOptions(max_new_tokens=10, temperature=1.0, seed=s) for s in (1, 2)}
+
+    def sample(i: int) -> tuple[int, str]:
+        seed = 1 + i % 2
+        return seed, backend.generate(backend.prefill("hello world"), options=opts[seed])
+
+    sequential = {s: backend.generate(backend.prefill("hello world"), options=opts[s]) for s in (1, 2)}
+    assert sequential[1] != sequential[2]
+    assert sequential[1] == backend.generate(backend.prefill("hello world"), options=opts[1])
+    got = _hammer(sample, n_threads=4, per_thread=4)
+    assert [text for seed, text in got] == [sequential[seed] for seed, _ in got]
+    greedy = backend.generate(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=10))
+    assert sequential[1] != greedy  # temperature 1 really samples
+
+
+def test_bfloat16_on_cpu_answers_and_agrees_with_float32(tiny_dir) -> None:
+    fp32 = HFBackend.from_pretrained(tiny_dir)
+    bf16 = HFBackend.from_pretrained(tiny_dir, dtype="bfloat16", attn_implementation="eager")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert next(fp32.model.parameters()).dtype == torch.float32  # float32 stays the CPU default
+    worst = 0.0
+    for text in PROMPTS:
+        a, b = fp32.first_token_distribution(text), bf16.first_token_distribution(text)
+        worst = max(worst, *(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities))
+    assert worst < 0.05  # stated tolerance: bf16 keeps ~3 significant digits of each logit
+    answer = bf16.complete(bf16.prefill("hello world"), options=GenerationOptions(max_new_tokens=6))
+    assert answer.finish_reason in ("stop", "length")
+
+
+def test_from_pretrained_options(tiny_dir) -> None:
+    from rt_middleware import ConfigError
+
+    for dtype, want in (("float16", torch.float16), ("auto", torch.float32), (torch.bfloat16, torch.bfloat16)):
+        backend = HFBackend.from_pretrained(tiny_dir, dtype=dtype, device="cpu")
+        assert next(backend.model.parameters()).dtype == want
+    assert HFBackend.from_pretrained(tiny_dir, device_map="cpu").first_token_distribution("hi").probabilities
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        HFBackend.from_pretrained(tiny_dir, dtype="int3")
+    with pytest.raises(ConfigError, match="not both"):
+        HFBackend.from_pretrained(tiny_dir, device="cpu", device_map="auto")
+    with pytest.raises(ConfigError, match="unknown device"):
+        HFBackend.from_pretrained(tiny_dir, device="warp-drive")

@@ -1,0 +1,127 @@
+"""transformers generation plumbing for `HFBackend`: streamer, stopping criterion, seeded sampling.
+
+Imports torch and transformers at module level, so `HFBackend` imports it only after checking
+the ``hf`` extra. Each class is defined once here and instantiated per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
+
+from rt_middleware.backends.base import check_deadline
+
+__all__ = ["Interrupt", "SeededSampling", "TokenStreamer", "install_deadline_hooks"]
+
+
+class TokenStreamer(TextIteratorStreamer):
+    """`TextIteratorStreamer` that also counts the new tokens, drops end-of-turn ids from the
+    text, skips empty chunks and hands a generation error to the consuming thread (`fail`)."""
+
+    def __init__(self, tokenizer: Any, eos_ids: Iterable[int]) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.eos_ids = frozenset(eos_ids)
+        self.n_tokens = 0
+        """New tokens generated so far (end-of-turn ids included)."""
+        self.ended_on_eos = False
+
+    def put(self, value: Any) -> None:
+        if self.next_tokens_are_prompt:  # generate() first echoes the prompt; the base skips it
+            super().put(value)
+            return
+        ids = value.reshape(-1).tolist()
+        self.n_tokens += len(ids)
+        kept = [i for i in ids if i not in self.eos_ids]
+        if len(kept) < len(ids):
+            self.ended_on_eos = True
+        if kept:
+            super().put(torch.tensor(kept))
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text or stream_end:
+            super().on_finalized_text(text, stream_end)
+
+    def fail(self, exc: BaseException) -> None:
+        """Called from the generating thread: the consumer raises `exc` at its next chunk."""
+        self.text_queue.put(exc)
+
+    def __next__(self) -> str:
+        value = super().__next__()
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+
+class Interrupt(StoppingCriteria):
+    """Ends generation when the consumer goes away (`cancelled`) or the deadline passes (`timed_out`).
+
+    Returns its bool tensor on ``input_ids.device``: transformers ORs it with its own flags on
+    the model's device, and a CPU tensor there fails on CUDA.
+    """
+
+    def __init__(self, deadline: float | None) -> None:
+        self.cancelled = threading.Event()
+        self.deadline = deadline
+        self.timed_out = False
+        self._flags: dict[tuple[Any, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        if self.deadline is not None and not self.timed_out and time.monotonic() >= self.deadline:
+            self.timed_out = True
+        key = (input_ids.device, input_ids.shape[0])
+        flags = self._flags.get(key)
+        if flags is None:  # two constant tensors per device: no allocation per token
+            flags = tuple(  # type: ignore[assignment]
+                torch.full((input_ids.shape[0],), v, dtype=torch.bool, device=input_ids.device)
+                for v in (False, True)
+            )
+            self._flags[key] = flags  # type: ignore[assignment]
+        return flags[self.timed_out or self.cancelled.is_set()]  # type: ignore[index,return-value]
+
+
+class SeededSampling(LogitsProcessor):
+    """Samples the next token with this request's own `torch.Generator` and masks every other id,
+    so greedy selection returns the sample. No process-wide RNG state: the same seed gives the
+    same tokens whatever other threads do. Put after the temperature / top-p warpers."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.generator is None:
+            self.generator = torch.Generator(device=scores.device)
+            if self.seed is None:
+                self.generator.seed()
+            else:
+                self.generator.manual_seed(self.seed)
+        probs = torch.softmax(scores.float(), dim=-1)
+        choice = torch.multinomial(probs, num_samples=1, generator=self.generator)
+        masked = torch.full_like(scores, float("-inf"))
+        return masked.scatter_(1, choice, 0.0)  # type: ignore[return-value]
+
+
+def _deadline_hook(module: Any, args: Any) -> None:
+    check_deadline("the forward pass")
+
+
+def install_deadline_hooks(model: Any) -> int:
+    """Check the request's deadline before each decoder layer (once per model; returns the count).
+
+    A prefill or a generation step is interrupted at the next layer boundary after its deadline;
+    a single layer's kernels are never interrupted.
+    """
+    if getattr(model, "_rt_deadline_hooks", None) is not None:
+        return int(model._rt_deadline_hooks)
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.register_forward_pre_hook(_deadline_hook)
+    model._rt_deadline_hooks = len(layers)
+    return len(layers)
