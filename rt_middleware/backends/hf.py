@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["HFBackend", "resolve_hf_tokens"]
 
 _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-                "float16": "float16", "fp16": "float16", "half": "float16"}
+                "float16": "float16", "fp16": "float16", "half": "float16", "float64": "float64",
+                "double": "float64"}
 
 
 def resolve_hf_tokens(
@@ -342,5 +343,5 @@ def _resolve_dtype(torch: Any, dtype: Any, device: Any) -> Any:
         return dtype
     name = _DTYPE_NAMES.get(str(dtype).removeprefix("torch."))
     if name is None:
-        raise ConfigError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, auto")
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, float64, auto")
     return getattr(torch, name)
