@@ -24,3 +24,12 @@ def test_options_reach_llamacpp(tiny_gguf: Path) -> None:
         assert backend.max_context == 96 and backend.model_name == "tiny-gguf"
     finally:
         backend.close()
+
+
+def test_cli_device_and_dtype_reach_the_model(tiny_dir: Path) -> None:
+    """`rt eval/calibrate/demo --device --dtype` go through cli._options.load_model."""
+    from rt_middleware.cli._options import load_model
+
+    backend = load_model(str(tiny_dir), device="cpu", dtype="float64")
+    assert str(backend.model.dtype) == "torch.float64" and backend.model.device.type == "cpu"
+    assert str(load_model(str(tiny_dir)).model.dtype) == "torch.float32"  # nothing given: the default
