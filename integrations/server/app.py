@@ -24,6 +24,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -69,6 +70,9 @@ class ServerSettings:
     """The id /v1/models lists (default: the backend's model name)."""
     watch_policy: bool = True
     """Reload the policy file when it changes (watchfiles)."""
+    worker_threads: int = 32
+    """Threads that run decisions and answers (the backends are synchronous); asyncio's default of
+    min(32, cores + 4) would leave the gateway less parallel than the same backend called in-process."""
 
 
 # ---- the request schema (OpenAI's, reduced to what the gateway uses; unknown fields ignored) --------
@@ -168,6 +172,7 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
         if settings.watch_policy and store.path is not None:
             tasks.append(asyncio.create_task(watch(stop)))
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="rt-serve"))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_quietly("SIGHUP")))
         state["ready"] = True

@@ -26,6 +26,7 @@ def serve(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer length when a request sets none.")] = 256,
     pool_size: Annotated[int, typer.Option(min=1, help="llama.cpp instances (.gguf / default:llamacpp).")] = 1,
     watch: Annotated[bool, typer.Option(help="Reload the policy file when it changes.")] = True,
+    worker_threads: Annotated[int, typer.Option(min=1, help="Threads running decisions and answers.")] = 32,
 ) -> None:
     """Serve POST /v1/chat/completions (OpenAI schema, SSE), /v1/models, /healthz, /readyz, /metrics."""
     import uvicorn
@@ -46,6 +47,7 @@ def serve(
         settings = ServerSettings(
             max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
             max_concurrency=max_concurrency, deadline_s=deadline, watch_policy=watch,
+            worker_threads=worker_threads,
         )
         application = create_app(router, key_store, settings)
     if len(key_store) == 0:
