@@ -40,7 +40,7 @@ def load(spec: str):
 
         model, tok = build_tiny(spread=0.02)
         return HFBackend(model, tok, model_name="tiny")
-    from rt_middleware.backends import load_backend
+    from rt_middleware.loading import load_backend
 
     return load_backend(spec)
 

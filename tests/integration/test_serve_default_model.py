@@ -16,7 +16,7 @@ lc = pytest.importorskip("langchain_openai")
 
 
 def test_default_model_through_the_gateway(tmp_path: Path) -> None:
-    from rt_middleware.backends import GenerationOptions, load_backend
+    from rt_middleware.backends import GenerationOptions
     from rt_middleware.integrations.server import (
         KeyStore,
         ServerSettings,
@@ -24,6 +24,7 @@ def test_default_model_through_the_gateway(tmp_path: Path) -> None:
         create_app,
         gateway_routes,
     )
+    from rt_middleware.loading import load_backend
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
 
