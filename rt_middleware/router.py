@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForChainRun
+from langchain_core.callbacks import CallbackManager, CallbackManagerForChainRun
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -106,6 +106,25 @@ def _refusal_chunk(decision: Decision, **metadata: Any) -> AIMessageChunk:
     )
 
 
+def _decision_run(
+    config: RunnableConfig | None, conversation: list[ChatMessage] | None, *, tenant: str, policy_version: str
+) -> CallbackManagerForChainRun | None:
+    """Start a ``refusal_decision`` run on the config's (or the surrounding run's) callbacks."""
+    config = ensure_config(config)
+    manager = CallbackManager.configure(
+        inheritable_callbacks=config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+        local_metadata={"tenant": tenant, "policy_version": policy_version},
+    )
+    if not manager.handlers:
+        return None
+    inputs: dict[str, Any] = {"tenant": tenant}
+    if conversation is not None:
+        inputs["messages"] = [{"role": m.role, "content": m.content} for m in conversation]
+    return manager.on_chain_start(None, inputs, name="refusal_decision")
+
+
 @dataclass
 class Evaluation:
     """A decision plus what is needed to act on it without a second prefill."""
@@ -153,7 +172,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def decide(
         self, input: RouterInput, *, tenant_id: str | None = None, config: RunnableConfig | None = None
     ) -> Decision:
-        """The decision alone (one prefill, nothing generated)."""
+        """The decision alone (one prefill, nothing generated); traced as a ``refusal_decision`` run."""
         return self.evaluate(input, tenant_id=tenant_id, config=config, keep_cache=False).decision
 
     async def adecide(
@@ -168,10 +187,30 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         tenant_id: str | None = None,
         config: RunnableConfig | None = None,
         keep_cache: bool = True,
+        trace_payload: bool = True,
     ) -> Evaluation:
-        """Decide, keeping the prefill so a continuation reuses its KV cache."""
+        """Decide, keeping the prefill so a continuation reuses its KV cache.
+
+        Traced (where `config` or the surrounding run has callbacks) as a run named
+        ``refusal_decision``: outputs ``Decision.to_dict()``, metadata ``tenant`` and
+        ``policy_version``; its inputs hold the conversation unless ``trace_payload=False``.
+        """
         tenant, policy, version = self.policies.resolve(self._tenant(config, tenant_id))
         conversation = to_conversation(input)
+        run = _decision_run(config, conversation if trace_payload else None, tenant=tenant, policy_version=version)
+        try:
+            evaluation = self._evaluate(conversation, tenant, policy, version, keep_cache)
+        except BaseException as exc:
+            if run is not None:
+                run.on_chain_error(exc)
+            raise
+        if run is not None:
+            run.on_chain_end(evaluation.decision.to_dict())
+        return evaluation
+
+    def _evaluate(
+        self, conversation: list[ChatMessage], tenant: str, policy: TenantPolicy, version: str, keep_cache: bool
+    ) -> Evaluation:
         sampling = {"temperature": policy.temperature, "logit_bias": policy.logit_bias}
         try:
             if keep_cache:
@@ -266,8 +305,9 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def _invoke(
         self, input: RouterInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> BaseMessage:
-        evaluation = self.evaluate(input, config=config)
-        return self.act(evaluation, input, patch_config(config, callbacks=run_manager.get_child()))
+        child = patch_config(config, callbacks=run_manager.get_child())
+        evaluation = self.evaluate(input, config=child)
+        return self.act(evaluation, input, child)
 
     def invoke(self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
         return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
@@ -281,8 +321,8 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         items = list(inputs)
         if len(items) != 1:
             raise InvalidInputError("RefusalRouter.stream takes exactly one input")
-        evaluation = self.evaluate(items[0], config=config)
         child = patch_config(config, callbacks=run_manager.get_child())
+        evaluation = self.evaluate(items[0], config=child)
         yield from self.act_stream(evaluation, items[0], child)
 
     def stream(
