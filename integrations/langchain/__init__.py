@@ -14,6 +14,7 @@ from rt_middleware._extras import require
 require("langchain", extra="langchain", feature="rt_middleware.integrations.langchain")
 require("langgraph", extra="langchain", feature="rt_middleware.integrations.langchain")
 
+from ._tools import ToolsNotSupportedError  # noqa: E402
 from .chat_model import ChatRefusalTokens  # noqa: E402
 from .decision_model import (  # noqa: E402
     RefusalTokenDecisionModel,
@@ -29,5 +30,6 @@ __all__ = [
     "RefusalTokenDecisionModel",
     "RefusalTokenMiddleware",
     "RefusalTokenState",
+    "ToolsNotSupportedError",
     "UnsupportedQuestionError",
 ]

@@ -1,73 +1,70 @@
-"""A keyed hand-off of a decided turn from the middleware to the agent's chat model.
+"""A decided turn, handed from the middleware to the agent's chat model for one model call.
 
-The evaluation holds a KV cache, which cannot live in agent state (state is checkpointed), so the
-state carries only an opaque key. Entries are claimed once; unclaimed ones are evicted oldest first.
+The hand-off travels in that call's keyword arguments (``request.model_settings``), so it lives
+exactly as long as the call: nothing is registered process-wide, and the middleware releases the
+prefill's KV cache as soon as the call returns, used or not.
 """
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections import OrderedDict
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rt_middleware.backends.base import BaseBackend
+from rt_middleware.errors import RTError
 from rt_middleware.messages import ChatMessage
 from rt_middleware.router import Evaluation
 
-__all__ = ["HANDOFFS", "HandOff", "HandOffs"]
+__all__ = ["HANDOFF_KEY", "HandOff", "decided_messages"]
+
+HANDOFF_KEY = "refusal_handoff"
+"""The model call argument that carries a `HandOff` (kept out of the chat model's traced params)."""
 
 
-@dataclass(frozen=True)
+def decided_messages(messages: Sequence[BaseMessage], decide_on: str) -> list[BaseMessage]:
+    """The messages a decision reads, per a tenant policy's ``decide_on``.
+
+    ``conversation``: all of them. ``last_turn``: the system messages plus the latest human
+    message (a tool result is not the user's turn), in their order; with no human message, all.
+    """
+    messages = list(messages)
+    if decide_on == "conversation":
+        return messages
+    last = next((i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None)
+    if last is None:
+        return messages
+    return [m for i, m in enumerate(messages) if isinstance(m, SystemMessage) or i == last]
+
+
+@dataclass(eq=False)
 class HandOff:
-    """A turn decided `respond` whose prefill a chat model over `backend` may continue."""
+    """A `respond` decision for one model call; its prefill is continued where it fits.
+
+    ``evaluation.prefill`` is None where the decided text differs from what the model answers
+    (history under ``decide_on: last_turn``): the model then prefills its own conversation for
+    the answer, without deciding again.
+    """
 
     evaluation: Evaluation
-    conversation: tuple[ChatMessage, ...]
-    backend: BaseBackend
+    conversation: tuple[ChatMessage, ...] = field(repr=False)
+    """The conversation the decision read (no text in repr: hand-offs may reach trace metadata)."""
+    backend: BaseBackend = field(repr=False)
 
-    def fits(self, backend: BaseBackend, conversation: list[ChatMessage]) -> bool:
+    def fits(self, backend: BaseBackend, conversation: Sequence[ChatMessage]) -> bool:
         """True when continuing this prefill answers exactly `conversation` on `backend`."""
-        return self.backend is backend and self.conversation == tuple(conversation)
+        return (
+            self.evaluation.prefill is not None
+            and not self.evaluation.prefill.consumed
+            and self.backend is backend
+            and self.conversation == tuple(conversation)
+        )
 
     def release(self) -> None:
-        """Drop the KV cache now rather than whenever the entry is collected."""
+        """Drop the KV cache now (idempotent), used or not."""
         prefill = self.evaluation.prefill
         if prefill is not None and not prefill.consumed:
-            prefill.take_state()
-
-
-class HandOffs:
-    """Thread-safe, bounded: a run that ends before its model call cannot leak caches forever."""
-
-    def __init__(self, capacity: int = 32) -> None:
-        self._entries: OrderedDict[str, HandOff] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def deposit(self, entry: HandOff) -> str:
-        key = uuid.uuid4().hex
-        with self._lock:
-            self._entries[key] = entry
-            evicted = [self._entries.popitem(last=False)[1] for _ in range(len(self._entries) - self._capacity)]
-        for old in evicted:
-            old.release()
-        return key
-
-    def claim(self, key: str | None) -> HandOff | None:
-        if key is None:
-            return None
-        with self._lock:
-            return self._entries.pop(key, None)
-
-    def discard(self, key: str | None) -> None:
-        entry = self.claim(key)
-        if entry is not None:
-            entry.release()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-HANDOFFS = HandOffs()
-"""Shared by every middleware and chat model in the process (keys are random, claimed once)."""
+            with contextlib.suppress(RTError):  # a continuation took it between the check and here
+                prefill.take_state()

@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.language_models.base import LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig, ensure_config
-from pydantic import ConfigDict, Field
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr
 
+from rt_middleware.backends.base import BaseBackend
+from rt_middleware.decision import fail_decision
+from rt_middleware.errors import BackendError
 from rt_middleware.router import Evaluation, RefusalRouter, to_conversation
 
-from ._handoff import HANDOFFS
+from ._handoff import HANDOFF_KEY, HandOff, decided_messages
+from ._tools import (
+    ToolsNotSupportedError,
+    parse_tool_calls,
+    render_tool_calls,
+    template_supports_tools,
+    template_with_tools,
+    tool_convention,
+)
 
 __all__ = ["ChatRefusalTokens"]
 
 _TENANT = "tenant_id"
-_HANDOFF = "refusal_handoff"
+_TOOLS = "tools"
+_VIEWS = 8
+"""Backend views (one per distinct tool set) kept per chat model."""
 
 
 def _configured_tenant(config: RunnableConfig | None) -> str | None:
@@ -53,7 +70,19 @@ class ChatRefusalTokens(BaseChatModel):
 
     Tenant, first found wins: a ``tenant_id`` call argument (``model.invoke(x, tenant_id="bank")``),
     ``configurable.tenant_id`` of the call's or the surrounding run's config, this model's
-    ``tenant_id`` field, the policy store's default tenant. It does not call tools.
+    ``tenant_id`` field, the policy store's default tenant.
+
+    The decision reads the tenant policy's ``decide_on`` part of the request (``last_turn``:
+    system prompt + latest user message). One prefill decides and answers when that is the whole
+    request (a single turn, or ``decide_on: conversation``); with history under ``last_turn`` the
+    answer needs a second prefill. Behind a `RefusalTokenMiddleware` over the same backend it takes
+    the middleware's decision instead of deciding again.
+
+    Drop-in extras: `bind_tools` (chat templates that render ``tools``; tool calls parsed from
+    ``<tool_call>`` tags or Llama 3.1 JSON; otherwise `ToolsNotSupportedError` pointing to guard
+    mode), `with_structured_output` on top of it, ``usage_metadata`` on every answer (prompt
+    tokens prefilled in the call; generated tokens) and ``response_metadata["finish_reason"]``.
+    ``max_tokens`` is the caller's limit; a tenant's ``max_new_tokens`` caps it (the smaller wins).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -71,6 +100,8 @@ class ChatRefusalTokens(BaseChatModel):
     """Stop strings of the continuation."""
     streaming: bool = False
     """Use the streaming path inside `invoke` as well."""
+
+    _views: dict[str, BaseBackend] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -128,9 +159,61 @@ class ChatRefusalTokens(BaseChatModel):
         async for chunk in super().astream(input, config, stop=stop, **_with_tenant(config, kwargs)):
             yield chunk
 
+    # ---- tools ----------------------------------------------------------------------------------
+    @property
+    def _template(self) -> str | None:
+        return getattr(self.router.backend, "chat_template", None)
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools, rendered through the model's own chat template; tool calls are parsed back.
+
+        Needs a chat template that reads ``tools`` (Qwen/Hermes ``<tool_call>`` or Llama 3.1 JSON
+        conventions are parsed); otherwise `ToolsNotSupportedError` says to use guard mode.
+        ``tool_choice`` cannot force a call (no constrained decoding): ``"none"`` leaves the tools
+        out of the prompt; any other value renders them and the model chooses.
+        """
+        if not template_supports_tools(self._template):
+            raise ToolsNotSupportedError(
+                f"the chat template of {self.model_name!r} has no tool support, so this model cannot call "
+                "tools. Use guard mode: put RefusalTokenMiddleware(router) in front of a tool-calling chat "
+                "model (create_agent(model=<that model>, tools=..., middleware=[RefusalTokenMiddleware("
+                "router)])), or use a refusal-token model whose chat template renders `tools`"
+            )
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        template_with_tools(self._template or "", formatted, self.router.backend.schema.tokens)  # check now
+        if tool_choice in ("none", False):
+            formatted = []
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def _tools_router(self, router: RefusalRouter, tools: Sequence[dict[str, Any]] | None) -> RefusalRouter:
+        """`router` over a view of its backend whose template renders `tools` (same model and caches)."""
+        if not tools:
+            return router
+        template = template_with_tools(self._template or "", tools, self.router.backend.schema.tokens)
+        views = self._views
+        view = views.pop(template, None) or _with_template(self.router.backend, template)
+        views[template] = view
+        while len(views) > _VIEWS:
+            views.pop(next(iter(views)))
+        return router.model_copy(update={"backend": view})
+
+    def _readable(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        """Earlier tool calls written back as the text the model wrote (backends read text only)."""
+        convention = tool_convention(self._template)
+        return [render_tool_calls(m, convention) for m in messages]
+
     # ---- deciding and acting ----------------------------------------------------------------
     def _acting_router(self, stop: list[str] | None) -> RefusalRouter:
-        """The router with this model's generation settings (a shallow copy only when they differ)."""
+        """The router with this model's generation settings (a shallow copy only when they differ).
+
+        ``max_tokens`` is the caller's limit; a tenant policy's ``max_new_tokens`` caps it further.
+        """
         overrides: dict[str, Any] = {}
         if self.temperature is not None:
             overrides["temperature"] = self.temperature
@@ -144,16 +227,63 @@ class ChatRefusalTokens(BaseChatModel):
         generation = dataclasses.replace(self.router.generation, **overrides)
         return self.router.model_copy(update={"generation": generation})
 
-    def _evaluate(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Evaluation:
-        """Take the decision a `RefusalTokenMiddleware` handed over for exactly these messages, or decide."""
-        handoff = HANDOFFS.claim(kwargs.get(_HANDOFF))
-        conversation = to_conversation(messages)
-        if handoff is not None and handoff.fits(self.router.backend, conversation):
-            return handoff.evaluation
-        if handoff is not None:
-            handoff.release()  # decided on another conversation or backend: decide this one afresh
+    def _answer_prefill(self, router: RefusalRouter, evaluation: Evaluation, messages: list[BaseMessage]) -> Evaluation:
+        """A decided `respond` whose decision read another text: prefill what is answered, no new decision."""
+        decision, policy = evaluation.decision, evaluation.policy
+        if decision.action != "respond" or router.respond_with is not None:
+            return Evaluation(decision=decision, policy=policy, prefill=None)
+        try:
+            prefill = router.backend.prefill(
+                to_conversation(messages), temperature=policy.temperature, logit_bias=policy.logit_bias
+            )
+        except BackendError as exc:
+            failed = fail_decision(policy, tenant=decision.tenant, policy_version=decision.policy_version, error=exc)
+            return Evaluation(decision=failed, policy=policy, prefill=None)
+        return Evaluation(decision=decision, policy=policy, prefill=prefill)
+
+    def _evaluate(
+        self,
+        router: RefusalRouter,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | None,
+    ) -> tuple[Evaluation, int]:
+        """(evaluation to act on, prompt tokens prefilled in this call).
+
+        Takes a `RefusalTokenMiddleware` hand-off: its prefill where it fits these messages, else
+        its decision (the answer gets its own prefill). Without one, decides per the tenant's
+        ``decide_on``: one prefill when the decided text is the whole request, else a decision
+        prefill on the last turn and an answer prefill on everything.
+        """
+        handoff = kwargs.get(HANDOFF_KEY)
+        if isinstance(handoff, HandOff) and handoff.backend is self.router.backend:
+            if router.backend is self.router.backend and handoff.fits(router.backend, to_conversation(messages)):
+                return handoff.evaluation, 0  # prefilled by the middleware
+            evaluation = self._answer_prefill(router, handoff.evaluation, messages)
+            return evaluation, _prompt_tokens(evaluation)
         tenant = kwargs.get(_TENANT) or _configured_tenant(None) or self.tenant_id
-        return self.router.evaluate(messages, tenant_id=tenant)
+        config = _child_config(run_manager)
+        _, policy, _ = router.policies.resolve(tenant)
+        decided = decided_messages(messages, getattr(policy, "decide_on", "last_turn"))
+        if len(decided) == len(messages):
+            evaluation = router.evaluate(messages, tenant_id=tenant, config=config)
+            return evaluation, _prompt_tokens(evaluation)
+        evaluation = router.evaluate(decided, tenant_id=tenant, config=config)
+        decided_tokens = _prompt_tokens(evaluation)
+        _release(evaluation)
+        evaluation = self._answer_prefill(router, evaluation, messages)
+        return evaluation, decided_tokens + _prompt_tokens(evaluation)
+
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | None,
+    ) -> tuple[RefusalRouter, list[BaseMessage], Evaluation, int]:
+        tools = kwargs.get(_TOOLS) or None
+        router = self._tools_router(self._acting_router(stop), tools)
+        readable = self._readable(messages) if tools or any(isinstance(m, AIMessage) and m.tool_calls
+                                                            for m in messages) else messages
+        evaluation, prompt_tokens = self._evaluate(router, readable, kwargs, run_manager)
+        return router, readable, evaluation, prompt_tokens
 
     def _generate(
         self,
@@ -162,8 +292,9 @@ class ChatRefusalTokens(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        evaluation = self._evaluate(messages, kwargs)
-        message = self._acting_router(stop).act(evaluation, messages)
+        router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, run_manager)
+        message = router.act(evaluation, readable)
+        message = _finished(message, evaluation, prompt_tokens, parse_tools=bool(kwargs.get(_TOOLS)))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -173,7 +304,115 @@ class ChatRefusalTokens(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        evaluation = self._evaluate(messages, kwargs)  # decided before the first chunk exists
-        router = self._acting_router(stop)
-        for chunk in router.act_stream(evaluation, messages):
-            yield ChatGenerationChunk(message=_as_ai_chunk(chunk))
+        # decided before the first chunk exists
+        router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, run_manager)
+        chunks = (_as_ai_chunk(chunk) for chunk in router.act_stream(evaluation, readable))
+        if kwargs.get(_TOOLS) and evaluation.decision.action == "respond":
+            # a tool call is known only once complete: with tools bound an answer is one chunk
+            whole = _merged(list(chunks))
+            message = _finished(whole, evaluation, prompt_tokens, parse_tools=True)
+            yield ChatGenerationChunk(message=_to_chunk(message))
+            return
+        last: AIMessageChunk | None = None
+        for chunk in chunks:
+            if last is not None:
+                yield ChatGenerationChunk(message=last)
+            last = chunk
+        if last is not None:
+            yield ChatGenerationChunk(message=_finished_chunk(last, evaluation, prompt_tokens))
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Traced call parameters: never the middleware's hand-off (it holds the decided turn)."""
+        kwargs.pop(HANDOFF_KEY, None)
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _with_template(backend: BaseBackend, template: str) -> BaseBackend:
+    """A shallow copy of `backend` rendering with `template` (the same model, tokenizer and caches)."""
+    view = copy.copy(backend)
+    view.chat_template = template  # type: ignore[attr-defined]
+    if hasattr(backend, "_template"):  # LlamaCppBackend compiles its template once, at load
+        from rt_middleware.backends.llamacpp import _compile_template
+
+        view._template = _compile_template(template)  # type: ignore[attr-defined]
+    return view
+
+
+def _child_config(run_manager: CallbackManagerForLLMRun | None) -> RunnableConfig | None:
+    """Callbacks for runs nested in this model call (LLM run managers have no `get_child`)."""
+    if run_manager is None:
+        return None
+    manager = CallbackManager(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return RunnableConfig(callbacks=manager)
+
+
+def _prompt_tokens(evaluation: Evaluation) -> int:
+    return len(evaluation.prefill.input_ids) if evaluation.prefill is not None else 0
+
+
+def _release(evaluation: Evaluation) -> None:
+    prefill = evaluation.prefill
+    if prefill is not None and not prefill.consumed:
+        prefill.take_state()
+
+
+def _merged(chunks: list[AIMessageChunk]) -> AIMessageChunk:
+    total = chunks[0] if chunks else AIMessageChunk(content="")
+    for chunk in chunks[1:]:
+        total = total + chunk
+    return total
+
+
+def _usage(prompt_tokens: int, output_tokens: int) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=prompt_tokens, output_tokens=output_tokens, total_tokens=prompt_tokens + output_tokens
+    )
+
+
+def _output_tokens(message: BaseMessage, evaluation: Evaluation) -> int:
+    """Tokens generated for this answer: as the router reports them, else none for a refusal."""
+    reported = message.response_metadata.get("output_tokens")
+    if isinstance(reported, int):
+        return reported
+    if evaluation.decision.action == "refuse" or evaluation.prefill is None:
+        return 0
+    return int(message.response_metadata.get("generated_tokens", 0) or 0)
+
+
+def _finished(message: BaseMessage, evaluation: Evaluation, prompt_tokens: int, *, parse_tools: bool) -> AIMessage:
+    """The answer as an AIMessage with usage, finish reason and (tools bound) parsed tool calls."""
+    metadata = dict(message.response_metadata)
+    metadata.setdefault("finish_reason", "stop")
+    usage = _usage(prompt_tokens, _output_tokens(message, evaluation))
+    content: Any = message.content
+    tool_calls: list[Any] = []
+    invalid: list[Any] = []
+    if parse_tools and evaluation.decision.action == "respond" and isinstance(content, str):
+        content, tool_calls, invalid = parse_tool_calls(content)
+        if tool_calls:
+            metadata["finish_reason"] = "tool_calls"
+    return AIMessage(content=content, response_metadata=metadata, usage_metadata=usage,
+                     tool_calls=tool_calls, invalid_tool_calls=invalid, id=message.id)
+
+
+def _to_chunk(message: AIMessage) -> AIMessageChunk:
+    return AIMessageChunk(
+        content=message.content, response_metadata=message.response_metadata, usage_metadata=message.usage_metadata,
+        tool_call_chunks=[
+            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+            for i, c in enumerate(message.tool_calls)
+        ],
+        id=message.id,
+    )
+
+
+def _finished_chunk(chunk: AIMessageChunk, evaluation: Evaluation, prompt_tokens: int) -> AIMessageChunk:
+    """The stream's last chunk carries the usage and the finish reason."""
+    metadata = {**chunk.response_metadata}
+    metadata.setdefault("finish_reason", "stop")
+    usage = _usage(prompt_tokens, _output_tokens(chunk, evaluation))
+    return chunk.model_copy(update={"response_metadata": metadata, "usage_metadata": usage})

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langchain_core.tracers import BaseTracer
@@ -21,7 +21,6 @@ from rt_middleware import PolicyStore, RefusalRouter
 from rt_middleware.backends import GenerationOptions
 from rt_middleware.errors import ConfigError, InvalidInputError, MissingTenantError
 from rt_middleware.integrations.langchain import ChatRefusalTokens, RefusalTokenMiddleware
-from rt_middleware.integrations.langchain._handoff import HANDOFFS
 from rt_middleware.tokens import COCONOT_CATEGORIES, RefusalTokenSchema
 
 CATS = COCONOT_CATEGORIES
@@ -174,7 +173,7 @@ def test_one_prefill_per_turn_when_the_agent_model_is_ours(router, backend) -> N
     backend.prefills = 0
     agent = create_agent(model=chat, middleware=[RefusalTokenMiddleware(router)])
     out = agent.invoke(ask(), cfg("open"))
-    assert backend.prefills == 1 and len(HANDOFFS) == 0
+    assert backend.prefills == 1
     assert out["messages"][-1].text == plain  # the continuation of the middleware's own prefill
     backend.prefills = 0
     asyncio.run(agent.ainvoke(ask(), cfg("open")))
@@ -187,13 +186,24 @@ def test_one_prefill_per_turn_when_the_agent_model_is_ours(router, backend) -> N
     assert backend.prefills == 1 and refused["messages"][-1].text == "NO"
 
 
-def test_a_system_prompt_is_a_different_conversation_so_the_model_decides_it(router, backend) -> None:
-    """The middleware decides on the state's messages; the model sees the system prompt too."""
-    agent = create_agent(model=ChatRefusalTokens(router=router), system_prompt="Be brief.",
-                         middleware=[RefusalTokenMiddleware(router)])
+def test_one_prefill_with_an_agent_system_prompt(router, backend) -> None:
+    """The decision reads what the model sees (system prompt + messages): one prefill, on every path."""
+    chat = ChatRefusalTokens(router=router)
+    system = "Be brief."
+    plain = chat.invoke([SystemMessage(system), HumanMessage(PROMPT)], cfg("open")).text
+    agent = create_agent(model=chat, system_prompt=system, middleware=[RefusalTokenMiddleware(router)])
+    backend.prefills = 0
     out = agent.invoke(ask(), cfg("open"))
-    assert backend.prefills == 2 and len(HANDOFFS) == 0
+    assert backend.prefills == 1 and out["messages"][-1].text == plain
     assert out["messages"][-1].response_metadata["refusal_decision"]["action"] == "respond"
+    backend.prefills = 0
+    out = asyncio.run(agent.ainvoke(ask(), cfg("open")))
+    assert backend.prefills == 1 and out["messages"][-1].text == plain
+    backend.prefills = 0
+    streamed = [c.text for c, _ in agent.stream(ask(), cfg("open"), stream_mode="messages")]
+    assert backend.prefills == 1 and "".join(streamed) == plain
+    backend.prefills = 0
+    assert agent.invoke(ask(), cfg("block"))["messages"][-1].text == "NO" and backend.prefills == 1
 
 
 def test_chat_model_on_another_backend_decides_for_itself_with_the_tenant(router, backend,
@@ -202,7 +212,7 @@ def test_chat_model_on_another_backend_decides_for_itself_with_the_tenant(router
                                                    generation=GenerationOptions(max_new_tokens=6)))
     agent = create_agent(model=other, middleware=[RefusalTokenMiddleware(router)])
     out = agent.invoke(ask(), cfg("open"))
-    assert backend.prefills == 1 and len(HANDOFFS) == 0
+    assert backend.prefills == 1
     assert out["messages"][-1].response_metadata["refusal_decision"]["tenant"] == "open"
 
 
@@ -288,16 +298,43 @@ class InputsRecorder(BaseTracer):
 
 
 @pytest.mark.parametrize("trace_payload", [False, True])
-def test_prompts_stay_out_of_traces_unless_asked(router, trace_payload: bool) -> None:
+def test_prompts_stay_out_of_the_decision_run_unless_asked(router, trace_payload: bool) -> None:
     recorder = InputsRecorder()
     middleware = RefusalTokenMiddleware(router, trace_payload=trace_payload)
     agent = create_agent(model=tool_then_answer(), middleware=[middleware])
     agent.invoke(ask("my secret prompt"), {**cfg("block"), "callbacks": [recorder]})
-    [node_inputs] = recorder.inputs["RefusalTokenMiddleware.before_model"]
-    assert ("my secret prompt" in str(node_inputs)) is trace_payload
+    [decision_inputs] = recorder.inputs["refusal_decision"]
+    assert ("my secret prompt" in str(decision_inputs)) is trace_payload
+    assert middleware.trace_policy is None if trace_payload else middleware.trace_policy is not None
 
 
 def test_stream_chunks_of_a_refusal_carry_both_blocks(router) -> None:
     chat = ChatRefusalTokens(router=router)
     chunks = list(chat.stream(PROMPT, cfg("block")))
     assert isinstance(chunks[0], AIMessageChunk) and [b["index"] for b in chunks[0].content] == [0, 1]
+
+
+def test_a_refusal_is_the_model_nodes_output_in_messages_and_updates_streams(router) -> None:
+    """UIs that keep `langgraph_node == "model"` see the refusal; `updates` show it under `model`."""
+    agent = create_agent(model=tool_then_answer(), tools=[lookup], middleware=[RefusalTokenMiddleware(router)])
+    from_model = [chunk for chunk, meta in agent.stream(ask(), cfg("block"), stream_mode="messages")
+                  if meta["langgraph_node"] == "model"]
+    assert [c.text for c in from_model] == ["NO"] and refusal_blocks(from_model[0])
+    updates = list(agent.stream(ask(), cfg("block"), stream_mode="updates"))
+    [model_update] = [u["model"] for u in updates if "model" in u]
+    assert [m.text for m in model_update["messages"]] == ["NO"]
+    assert model_update["refusal_decision"]["action"] == "refuse"
+    routed = [chunk.text for chunk, meta in agent.stream(ask(), cfg("clarify"), stream_mode="messages")
+              if meta["langgraph_node"] == "model"]
+    assert routed == ["WHICH ONE?"]
+
+
+def test_checkpoints_hold_no_internal_keys(router) -> None:
+    agent = create_agent(model=ChatRefusalTokens(router=router), checkpointer=InMemorySaver(),
+                         middleware=[RefusalTokenMiddleware(router)])
+    for tenant, thread in (("block", "t-block"), ("open", "t-open"), ("clarify", "t-clarify")):
+        config = cfg(tenant, thread_id=thread)
+        agent.invoke(ask(), config)
+        values = agent.get_state(config).values
+        assert set(values) == {"messages", "refusal_decision"}, values.keys()
+        assert values["refusal_decision"]["tenant"] == tenant
