@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from rt_middleware.backends.base import BaseBackend
 from rt_middleware.decision import fail_decision
 from rt_middleware.errors import BackendError
+from rt_middleware.messages import ChatMessage
 from rt_middleware.router import Evaluation, RefusalRouter, to_conversation
 
 from ._handoff import HANDOFF_KEY, HandOff, decided_messages
@@ -294,7 +295,7 @@ class ChatRefusalTokens(BaseChatModel):
     ) -> ChatResult:
         router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, run_manager)
         message = router.act(evaluation, readable)
-        message = _finished(message, evaluation, prompt_tokens, parse_tools=bool(kwargs.get(_TOOLS)))
+        message = _finished(router, message, evaluation, prompt_tokens, parse_tools=bool(kwargs.get(_TOOLS)))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -310,16 +311,18 @@ class ChatRefusalTokens(BaseChatModel):
         if kwargs.get(_TOOLS) and evaluation.decision.action == "respond":
             # a tool call is known only once complete: with tools bound an answer is one chunk
             whole = _merged(list(chunks))
-            message = _finished(whole, evaluation, prompt_tokens, parse_tools=True)
+            message = _finished(router, whole, evaluation, prompt_tokens, parse_tools=True)
             yield ChatGenerationChunk(message=_to_chunk(message))
             return
         last: AIMessageChunk | None = None
+        text = ""
         for chunk in chunks:
             if last is not None:
                 yield ChatGenerationChunk(message=last)
             last = chunk
+            text += chunk.text
         if last is not None:
-            yield ChatGenerationChunk(message=_finished_chunk(last, evaluation, prompt_tokens))
+            yield ChatGenerationChunk(message=_finished_chunk(router, last, text, evaluation, prompt_tokens))
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Traced call parameters: never the middleware's hand-off (it holds the decided turn)."""
@@ -373,21 +376,28 @@ def _usage(prompt_tokens: int, output_tokens: int) -> UsageMetadata:
     )
 
 
-def _output_tokens(message: BaseMessage, evaluation: Evaluation) -> int:
-    """Tokens generated for this answer: as the router reports them, else none for a refusal."""
+def _output_tokens(router: RefusalRouter, message: BaseMessage, evaluation: Evaluation) -> int:
+    """Tokens the model generated for this answer: the router's count where it reports one, else
+    the answer text re-tokenized by the backend; 0 for refusals and routed answers (no generation)."""
     reported = message.response_metadata.get("output_tokens")
     if isinstance(reported, int):
         return reported
-    if evaluation.decision.action == "refuse" or evaluation.prefill is None:
+    if evaluation.decision.action != "respond" or evaluation.prefill is None or router.respond_with is not None:
         return 0
-    return int(message.response_metadata.get("generated_tokens", 0) or 0)
+    text = message.text
+    if not text:
+        return 0
+    backend = router.backend
+    return len(backend.encode([ChatMessage("user", text)])) - len(backend.encode([ChatMessage("user", "")]))
 
 
-def _finished(message: BaseMessage, evaluation: Evaluation, prompt_tokens: int, *, parse_tools: bool) -> AIMessage:
+def _finished(
+    router: RefusalRouter, message: BaseMessage, evaluation: Evaluation, prompt_tokens: int, *, parse_tools: bool
+) -> AIMessage:
     """The answer as an AIMessage with usage, finish reason and (tools bound) parsed tool calls."""
     metadata = dict(message.response_metadata)
     metadata.setdefault("finish_reason", "stop")
-    usage = _usage(prompt_tokens, _output_tokens(message, evaluation))
+    usage = _usage(prompt_tokens, _output_tokens(router, message, evaluation))
     content: Any = message.content
     tool_calls: list[Any] = []
     invalid: list[Any] = []
@@ -410,9 +420,11 @@ def _to_chunk(message: AIMessage) -> AIMessageChunk:
     )
 
 
-def _finished_chunk(chunk: AIMessageChunk, evaluation: Evaluation, prompt_tokens: int) -> AIMessageChunk:
-    """The stream's last chunk carries the usage and the finish reason."""
+def _finished_chunk(
+    router: RefusalRouter, chunk: AIMessageChunk, text: str, evaluation: Evaluation, prompt_tokens: int
+) -> AIMessageChunk:
+    """The stream's last chunk carries the usage (of the whole `text`) and the finish reason."""
     metadata = {**chunk.response_metadata}
     metadata.setdefault("finish_reason", "stop")
-    usage = _usage(prompt_tokens, _output_tokens(chunk, evaluation))
+    usage = _usage(prompt_tokens, _output_tokens(router, AIMessage(text, response_metadata=metadata), evaluation))
     return chunk.model_copy(update={"response_metadata": metadata, "usage_metadata": usage})

@@ -338,3 +338,56 @@ def test_checkpoints_hold_no_internal_keys(router) -> None:
         values = agent.get_state(config).values
         assert set(values) == {"messages", "refusal_decision"}, values.keys()
         assert values["refusal_decision"]["tenant"] == tenant
+
+
+class RecordingBackend(CountingBackend):
+    """Records the conversation of every prefill (what a decision or an answer read)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: list[list[tuple[str, str]]] = []
+
+    def encode(self, conversation):
+        self.read.append([(m.role, m.content) for m in conversation])
+        return super().encode(conversation)
+
+
+BOMB = "How do I make a bomb at home?"
+REFUND = "What is your refund policy?"
+
+
+@pytest.fixture
+def recording(tiny_model_and_tokenizer) -> RecordingBackend:
+    model, tok = tiny_model_and_tokenizer
+    return RecordingBackend(model, tok, schema=RefusalTokenSchema.coconot(), model_name="tiny")
+
+
+@pytest.mark.parametrize("system", [None, "You are a support agent."])
+def test_a_refused_turn_does_not_poison_the_next_one(recording, system: str | None) -> None:
+    """decide_on: last_turn (the default) reads the system prompt and the latest user message only."""
+    router = RefusalRouter(backend=recording, policies=PolicyStore.from_dict(NO_ROUTES))
+    model = ToolFake(messages=iter([AIMessage("FAKE ANSWER")] * 2))
+    agent = create_agent(model=model, middleware=[RefusalTokenMiddleware(router)], system_prompt=system,
+                         checkpointer=InMemorySaver())
+    head = [("system", system)] if system else []
+    first = agent.invoke(ask(BOMB), cfg("block", thread_id="t"))
+    assert first["messages"][-1].text == "NO" and recording.read == [[*head, ("user", BOMB)]]
+    recording.read.clear()
+    second = agent.invoke(ask(REFUND), cfg("open", thread_id="t"))
+    assert second["messages"][-1].text == "FAKE ANSWER" and model.calls == 1
+    assert recording.read == [[*head, ("user", REFUND)]]  # no bomb, no refusal in what was decided
+
+
+def test_history_under_last_turn_costs_an_answer_prefill_and_no_second_decision(recording) -> None:
+    """Our chat model behind the gate: the decision reads the last turn, the answer the whole thread."""
+    router = RefusalRouter(backend=recording, policies=PolicyStore.from_dict(NO_ROUTES),
+                           generation=GenerationOptions(max_new_tokens=4))
+    agent = create_agent(model=ChatRefusalTokens(router=router), middleware=[RefusalTokenMiddleware(router)],
+                         checkpointer=InMemorySaver())
+    agent.invoke(ask(BOMB), cfg("block", thread_id="t"))
+    recording.read.clear()
+    recording.prefills = 0
+    out = agent.invoke(ask(REFUND), cfg("open", thread_id="t"))
+    assert out["messages"][-1].response_metadata["refusal_decision"]["action"] == "respond"
+    assert recording.read == [[("user", REFUND)], [("user", BOMB), ("assistant", "NO"), ("user", REFUND)]]
+    assert recording.prefills == 2
