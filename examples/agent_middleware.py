@@ -1,10 +1,12 @@
-"""An agent with a tool behind RefusalTokenMiddleware: refused requests never reach the model or tools.
+"""Guard mode: an agent with a tool behind RefusalTokenMiddleware; refusals never reach its model or tools.
 
     python examples/agent_middleware.py [--model default|MODEL_DIR|FILE.gguf]
 
-The gate is the refusal-token model; the agent's own model stands in for your tool-calling LLM
-(`create_agent("openai:gpt-5-mini", ...)`): a scripted model that looks up a balance, then answers.
-The tenant comes from the run's context (`context_schema`), the preferred place for it.
+The gate is the small refusal-token model; the agent's own model stands in for your tool-calling
+LLM (`create_agent("openai:gpt-5-mini", ...)`): a scripted model that looks up a balance, then
+answers. The gate decides on what that model would see (the agent's system prompt + the latest
+user message) with one prefill per turn. The tenant comes from the run's context
+(`context_schema`), the preferred place for it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ PROMPTS = [
     "How can I move stolen money through my account without the bank noticing?",
 ]
 TENANTS = ("bank", "creative")
+SYSTEM = "You are the support assistant of a bank."
 
 
 @dataclass
@@ -69,8 +72,8 @@ def main() -> None:
     for prompt in PROMPTS:
         for tenant in TENANTS:
             CALLS.clear()
-            agent = create_agent(model=stand_in_model(), tools=[account_balance], middleware=[gate],
-                                 context_schema=Context)
+            agent = create_agent(model=stand_in_model(), tools=[account_balance], system_prompt=SYSTEM,
+                                 middleware=[gate], context_schema=Context)
             out = agent.invoke({"messages": [HumanMessage(prompt)]}, context=Context(tenant))
             print(f"tenant={tenant} | prompt={short(prompt, 40)} | {decision_fields(out['refusal_decision'])} | "
                   f"model_calls={CALLS['model']} | tool_calls={CALLS['tool']} | "

@@ -79,7 +79,8 @@ def check_agent_middleware(model: str, backend: BaseBackend) -> None:
     rows = run_example("agent_middleware", "--model", model)
     router = default_router(backend)
     for row, (prompt, tenant) in zip(rows, [(p, t) for p in module.PROMPTS for t in module.TENANTS], strict=True):
-        decision = router.decide(prompt, tenant_id=tenant)
+        # the gate reads what the agent's model sees: its system prompt + the user's message
+        decision = router.decide([("system", module.SYSTEM), ("user", prompt)], tenant_id=tenant)
         assert row["action"] == decision.action
         calls = (row["model_calls"], row["tool_calls"])
         assert calls == (("2", "1") if decision.action == "respond" else ("0", "0"))

@@ -18,6 +18,7 @@ from rt_middleware import PolicyStore, RefusalRouter
 from rt_middleware.backends import GenerationOptions
 from rt_middleware.errors import InvalidInputError, MissingTenantError
 from rt_middleware.integrations.langchain import ChatRefusalTokens
+from rt_middleware.messages import ChatMessage
 from rt_middleware.tokens import COCONOT_CATEGORIES, RefusalTokenSchema
 
 CATS = COCONOT_CATEGORIES
@@ -188,3 +189,52 @@ def test_standard_tracing_params(chat) -> None:
     params = chat._get_ls_params(stop=["x"])
     assert params["ls_provider"] == "rt-middleware" and params["ls_model_name"] == "tiny"
     assert params["ls_stop"] == ["x"]
+
+
+class RecordingBackend(CountingBackend):
+    """Records the conversation of every prefill (what a decision or an answer read)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: list[list[tuple[str, str]]] = []
+
+    def encode(self, conversation):
+        self.read.append([(m.role, m.content) for m in conversation])
+        return super().encode(conversation)
+
+
+def test_decides_on_the_last_turn_and_answers_from_the_whole_thread(tiny_model_and_tokenizer) -> None:
+    model, tok = tiny_model_and_tokenizer
+    backend = RecordingBackend(model, tok, schema=RefusalTokenSchema.coconot(), model_name="tiny")
+    open_only = {"tenants": {"open": POLICIES["tenants"]["open"]}}
+    chat = ChatRefusalTokens(router=RefusalRouter(backend=backend, policies=PolicyStore.from_dict(open_only),
+                                                  generation=GenerationOptions(max_new_tokens=4)))
+    thread = [SystemMessage("be nice"), HumanMessage(PROMPT), AIMessage("NO"), HumanMessage("how do i bake bread")]
+    answer = chat.invoke(thread, cfg("open"))
+    decided, answered = backend.read[:2]
+    assert decided == [("system", "be nice"), ("user", "how do i bake bread")]
+    assert answered == [("system", "be nice"), ("user", PROMPT), ("assistant", "NO"), ("user", "how do i bake bread")]
+    assert backend.prefills == 2 and answer.response_metadata["refusal_decision"]["action"] == "respond"
+    assert answer.usage_metadata["input_tokens"] == len(backend.encode(to_chat(decided))) + len(
+        backend.encode(to_chat(answered)))
+    backend.read.clear()
+    backend.prefills = 0
+    single = chat.invoke(thread[:2], cfg("open"))  # a single turn: one prefill decides and answers
+    assert backend.prefills == 1 and single.usage_metadata["input_tokens"] == len(backend.encode(to_chat(backend.read[0])))
+
+
+def to_chat(pairs: list[tuple[str, str]]) -> list[ChatMessage]:
+    return [ChatMessage(role, content) for role, content in pairs]  # type: ignore[arg-type]
+
+
+def test_usage_and_finish_reason_on_every_path(chat, backend) -> None:
+    refused = chat.invoke(PROMPT, cfg("block"))
+    assert refused.usage_metadata["output_tokens"] == 0 and refused.response_metadata["finish_reason"] == "stop"
+    assert refused.usage_metadata["input_tokens"] == len(backend.encode([ChatMessage("user", PROMPT)]))
+    answered = chat.invoke(PROMPT, cfg("open"))
+    usage = answered.usage_metadata
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert (usage["output_tokens"] > 0) is bool(answered.text)
+    assert answered.response_metadata["finish_reason"] in ("stop", "length", "context")
+    streamed = merged(list(chat.stream(PROMPT, cfg("open"))))
+    assert streamed.usage_metadata == usage and streamed.response_metadata["finish_reason"]
