@@ -335,6 +335,10 @@ def _with_template(backend: BaseBackend, template: str) -> BaseBackend:
     """A shallow copy of `backend` rendering with `template` (the same model, tokenizer and caches)."""
     view = copy.copy(backend)
     view.chat_template = template  # type: ignore[attr-defined]
+    encoder = getattr(backend, "encoder", None)
+    if encoder is not None and hasattr(encoder, "chat_template"):  # HFBackend renders through its ChatEncoder
+        view.encoder = copy.copy(encoder)  # type: ignore[attr-defined]
+        view.encoder.chat_template = template  # type: ignore[attr-defined]
     if hasattr(backend, "_template"):  # LlamaCppBackend compiles its template once, at load
         from rt_middleware.backends.llamacpp import _compile_template
 

@@ -58,3 +58,30 @@ def test_unused_handoffs_never_block_the_pool(router) -> None:
     assert [o["messages"][-1].text for o in asyncio.run(runs())] == ["FAKE"] * 3
     assert ChatRefusalTokens(router=router).invoke(PROMPT, cfg("open")).text  # the slot is free
     assert ChatRefusalTokens(router=router).invoke(PROMPT, cfg("block")).text == "NO"
+
+
+def test_tools_render_the_same_on_llamacpp_and_transformers(router, tiny_backend) -> None:
+    """The tools view recompiles llama.cpp's template: both backends give the same prompt ids."""
+    from langchain_core.tools import tool
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from rt_middleware.integrations.langchain._tools import template_with_tools
+    from rt_middleware.integrations.langchain.chat_model import _with_template
+    from rt_middleware.messages import ChatMessage
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look up."""
+        return query
+
+    template = template_with_tools(
+        "{% if tools %}<|system|>{{ tools | tojson }}\n{% endif %}"
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}",
+        [convert_to_openai_tool(lookup)],
+    )
+    conversation = [ChatMessage("user", "find x")]
+    llama_view, hf_view = _with_template(router.backend, template), _with_template(tiny_backend, template)
+    ids = llama_view.encode(conversation)
+    assert ids == hf_view.encode(conversation) and len(ids) > len(router.backend.encode(conversation)) + 10
+    assert router.backend.encode(conversation) == tiny_backend.encode(conversation)  # the originals are untouched
