@@ -350,24 +350,24 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
                     handed_off = True
                     return _sse(reply.final_stream(), headers, lambda: _done(state, metrics))
                 return JSONResponse(reply.final(), headers=headers)
-            options = options_for(chat, evaluation)
-            remaining = settings.deadline_s - (time.monotonic() - started)
+            remaining = max(settings.deadline_s - (time.monotonic() - started), 0.001)
+            options = replace(options_for(chat, evaluation), timeout=remaining)  # the backend enforces it
             if chat.stream:
                 handed_off = True
                 chunks = backend.astream(evaluation.prefill, "respond", options)
                 return _sse(reply.text_stream(chunks, started + settings.deadline_s), headers,
                             lambda: _done(state, metrics))
             try:
-                text = await asyncio.wait_for(
-                    backend.agenerate(evaluation.prefill, "respond", options), timeout=max(remaining, 0.001)
+                generation = await asyncio.wait_for(
+                    backend.acomplete(evaluation.prefill, "respond", options), timeout=remaining + 1.0
                 )
-            except TimeoutError:
+            except (TimeoutError, BackendTimeoutError):
                 return _error(504, f"no answer within the {settings.deadline_s} s deadline", "server_error",
                               refusal_decision=decision.to_dict())
             except BackendError as exc:
                 return _error(503, f"the model backend failed while answering: {exc}", "server_error",
                               refusal_decision=decision.to_dict())
-            return JSONResponse(reply.final(text))
+            return JSONResponse(reply.final(generation.text, _finish(generation.finish_reason)))
         finally:
             if not handed_off:
                 _done(state, metrics)
@@ -382,6 +382,11 @@ def gateway_routes(store: Any) -> dict[str, Any]:
 
     names = {rule.route for t in store.tenants for rule in store.get(t).categories.values() if rule.route}
     return {name: RunnableLambda(lambda _x, n=name: f"[route {n}]") for name in sorted(names)}
+
+
+def _finish(reason: str | None) -> str:
+    """A backend's finish reason in OpenAI's terms (OpenAI has no "context": the answer was cut)."""
+    return "length" if reason in ("length", "context") else "stop"
 
 
 def _same(changed: str, path: Any) -> bool:
@@ -423,11 +428,11 @@ class _Reply:
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
-    def final(self, text: str | None = None) -> dict[str, Any]:
+    def final(self, text: str | None = None, finish: str = "stop") -> dict[str, Any]:
         message = {"role": "assistant", "content": text, "refusal": self.refusal}
         return {
             **self._head("chat.completion"),
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "refusal_decision": self.decision,
         }
 
@@ -447,19 +452,20 @@ class _Reply:
         yield self._chunk(delta, decision=True)
         yield self._chunk({}, "stop", decision=True)
 
-    async def text_stream(self, chunks: AsyncIterator[str], deadline: float) -> AsyncIterator[dict[str, Any]]:
+    async def text_stream(self, chunks: Any, deadline: float) -> AsyncIterator[dict[str, Any]]:
+        """`chunks` is the backend's AsyncTextStream; its finish_reason is read once it ends."""
         yield self._chunk({"role": "assistant", "content": ""}, decision=True)
-        finish = "stop"
+        finish: str | None = None
         try:
             async for text in chunks:
                 yield self._chunk({"content": text})
                 if time.monotonic() > deadline:
                     finish = "length"  # the deadline cut the answer
                     break
-        except BackendError as exc:
+        except BackendError as exc:  # BackendTimeoutError: the deadline passed inside the backend
             log.warning("the backend failed mid-stream: %s", exc)
             finish = "length"
         finally:
             with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
-        yield self._chunk({}, finish, decision=True)
+                await chunks.aclose()
+        yield self._chunk({}, finish or _finish(getattr(chunks, "finish_reason", None)), decision=True)

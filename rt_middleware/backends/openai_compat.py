@@ -53,13 +53,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rt_middleware._extras import require
-from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
+from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill, request_deadline
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.errors import (
     BackendError,
@@ -220,6 +221,7 @@ class OpenAICompatibleBackend(BaseBackend):
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or 'auto', got {engine!r}")
         self.base_url = base_url.rstrip("/")
         self._retries, self._backoff, self._top_logprobs = retries, backoff, top_logprobs
+        self._read_timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -339,10 +341,21 @@ class OpenAICompatibleBackend(BaseBackend):
             raise BackendUnavailableError(message)
         raise BackendError(message, retryable=response.status_code >= 500)
 
+    def _time_left(self, deadline: float | None, what: str) -> dict[str, float]:
+        """httpx timeout keyword for a request under `deadline` (BackendTimeoutError once it passed)."""
+        if deadline is None:
+            return {}
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BackendTimeoutError(f"{what} ran past its deadline")
+        return {"timeout": min(self._read_timeout, remaining)}
+
     def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        deadline = request_deadline()
         for attempt in self._retrying():
             with attempt, self._errors():
-                response = self._client.request(method, path, json=payload)
+                limit = self._time_left(deadline, "the prefill")
+                response = self._client.request(method, path, json=payload, **limit)
                 self._check(response)
                 return response.json()
         raise AssertionError("unreachable")  # pragma: no cover
@@ -463,31 +476,40 @@ class OpenAICompatibleBackend(BaseBackend):
         ids = [*state.ids, token_id]
         room = (self.max_context or 1 << 30) - len(ids)
         if room < 1:
-            return
-        payload = {"model": self.model, "prompt": self._prompt(ids), **self._sampling(options, room)}
-        response = self._open_stream(payload)
+            return "context"
+        params = self._sampling(options, room)
+        payload = {"model": self.model, "prompt": self._prompt(ids), **params}
+        deadline = None if options.timeout is None else time.monotonic() + options.timeout
+        response = self._open_stream(payload, deadline)
+        finish = None
         try:
             with self._errors():
                 for line in response.iter_lines():
+                    self._time_left(deadline, "the continuation")
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        return
+                        break
                     chunk = json.loads(data)
                     if "error" in chunk:
                         raise BackendError(f"the engine failed while streaming: {chunk['error']}")
                     for choice in chunk.get("choices", ()):
                         if choice.get("text"):
                             yield choice["text"]
+                        finish = choice.get("finish_reason") or finish
         finally:
             response.close()
+        if finish == "length":
+            return "context" if params["max_tokens"] < options.max_new_tokens else "length"
+        return "stop"
 
-    def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+    def _open_stream(self, payload: dict[str, Any], deadline: float | None) -> httpx.Response:
         """Open an SSE response; only opening is retried (a retry after text was sent would repeat it)."""
         for attempt in self._retrying():
             with attempt, self._errors():
-                request = self._client.build_request("POST", "/completions", json=payload)
+                limit = self._time_left(deadline, "the continuation")
+                request = self._client.build_request("POST", "/completions", json=payload, **limit)
                 response = self._client.send(request, stream=True)
                 if response.status_code >= 400:
                     response.read()

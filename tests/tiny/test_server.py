@@ -125,6 +125,12 @@ def test_benign_answer_and_stream_agree(served, setup, backend) -> None:
     assert chunks[0].model_extra["refusal_decision"]["action"] == "respond"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == want
     assert chunks[-1].choices[0].finish_reason == "stop"
+    short = backend.complete(backend.prefill(PROMPT), options=GenerationOptions(max_new_tokens=1))
+    out = api.chat.completions.create(model="tiny", messages=USER, max_tokens=1)
+    expected = "length" if short.finish_reason in ("length", "context") else "stop"  # None: not reported
+    assert out.choices[0].finish_reason == expected
+    chunks = list(api.chat.completions.create(model="tiny", messages=USER, max_tokens=1, stream=True))
+    assert chunks[-1].choices[0].finish_reason == expected
 
 
 def test_refusal_streams_as_one_refusal_delta_then_done(served, setup) -> None:
