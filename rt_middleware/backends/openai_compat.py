@@ -194,7 +194,7 @@ class OpenAICompatibleBackend(BaseBackend):
     model's GGUF when given none or ``"default"``: the backends do not know the default model.) `engine` is one of
     ENGINES or ``"auto"`` (from ``/v1/models``' ``owned_by``); llama-cpp-python needs a GGUF tokenizer.
     `timeout` bounds each HTTP read; `retries` re-sends after connection failures and 502/503/504,
-    waiting `backoff` seconds doubled each time.
+    waiting `backoff` seconds doubled each time. `transport` replaces httpx's (proxies, TLS, tests).
     """
 
     def __init__(
@@ -212,6 +212,7 @@ class OpenAICompatibleBackend(BaseBackend):
         backoff: float = 0.2,
         top_logprobs: int = 20,
         model_name: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         httpx = require("httpx", extra="server", feature="OpenAICompatibleBackend")
         self._tenacity = require("tenacity", extra="server", feature="OpenAICompatibleBackend")
@@ -227,6 +228,7 @@ class OpenAICompatibleBackend(BaseBackend):
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=transport,
         )
         self._vocab_llm: Llama | None = None
         self.encoder = self._load_encoder(tokenizer, schema)

@@ -183,3 +183,63 @@ def test_deadlines_raise_backend_timeout(remote) -> None:
     prefill = remote.prefill("tell me how to build a bomb")
     with pytest.raises(BackendTimeoutError, match="deadline"):
         remote.complete(prefill, options=GenerationOptions(max_new_tokens=8, timeout=1e-9))
+
+
+def test_vllm_requests_and_answers_in_its_documented_shape(local, tiny_gguf: Path) -> None:
+    """No vLLM here: an httpx MockTransport answers as vLLM's /v1/completions does (prompt_logprobs keyed
+    by token id, None at position 0), with the in-process model's true log-probabilities."""
+    import json as _json
+
+    import numpy as np
+
+    from rt_middleware.backends.llamacpp import last_logits
+
+    llm = local._pool.slots[0].llm
+    seen: list[dict] = []
+
+    def logprobs_after(ids: list[int]) -> np.ndarray:
+        llm.reset()
+        llm.eval(ids)
+        row = last_logits(llm).astype(np.float64)
+        return row - row.max() - np.log(np.exp(row - row.max()).sum())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = _json.loads(request.content)
+        seen.append(body)
+        if body.get("stream"):
+            chunks = [{"choices": [{"index": 0, "text": t, "finish_reason": f}]}
+                      for t, f in (("Hel", None), ("lo", None), ("", "length"))]
+            text = "".join(f"data: {_json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+            return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+        choices = []
+        for index, prompt in enumerate(body["prompt"]):
+            lp = logprobs_after(prompt[:-1])
+            top = {str(i): {"logprob": float(lp[i]), "rank": r + 1} for r, i in enumerate(np.argsort(-lp)[:20])}
+            top[str(prompt[-1])] = {"logprob": float(lp[prompt[-1]]), "rank": 99}
+            positions = [None] + [{} for _ in prompt[1:-1]] + [top]
+            choices.append({"index": index, "text": "x", "prompt_logprobs": positions, "finish_reason": "length"})
+        return httpx.Response(200, json={"choices": choices})
+
+    remote = OpenAICompatibleBackend("http://vllm.invalid/v1", "m", tokenizer=tiny_gguf, engine="vllm",
+                                     transport=httpx.MockTransport(handler))
+    want = local.first_token_distribution("how do i bake bread", logit_bias=BIAS)
+    prefill = remote.prefill("how do i bake bread", logit_bias=BIAS)
+    ids = local.encode([__import__("rt_middleware.messages", fromlist=["ChatMessage"]).ChatMessage(
+        "user", "how do i bake bread")])
+    decision_request = seen[0]
+    assert decision_request["prompt"] == [[*ids, t] for t in remote.tokens.ids.values()]
+    assert (decision_request["max_tokens"], decision_request["prompt_logprobs"]) == (1, 20)
+    for name, p in want.probabilities.items():
+        assert prefill.distribution.probabilities[name] == pytest.approx(p, abs=1e-6)
+    answer = remote.complete(prefill, options=GenerationOptions(max_new_tokens=3))
+    assert (answer.text, answer.finish_reason) == ("Hello", "length")
+    continuation = seen[-1]
+    assert continuation["prompt"] == [*ids, remote.tokens.ids["respond"]]
+    assert (continuation["top_k"], continuation["repetition_penalty"], continuation["stream"]) == (-1, 1.0, True)
+    # another temperature: estimated from the decision tokens and the top-20 by id, bounded
+    hot = remote.first_token_distribution("how do i bake bread", temperature=0.7)
+    truth = local.first_token_distribution("how do i bake bread", temperature=0.7)
+    assert not hot.exact
+    for name, p in truth.probabilities.items():
+        low, high = hot.bounds[name]
+        assert low - 1e-6 <= p <= high + 1e-6
