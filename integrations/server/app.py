@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import signal
@@ -66,6 +68,9 @@ class ServerSettings:
     """Per request: decision plus answer."""
     max_tokens_limit: int = 4096
     """Upper bound on a request's max_tokens."""
+    cache_salt_secret: str | None = None
+    """With a served vLLM engine: each tenant's requests carry cache_salt = HMAC-SHA256(secret, tenant),
+    so tenants never share prefix-cache blocks (same secret on every replica). None: no salt."""
     model_id: str | None = None
     """The id /v1/models lists (default: the backend's model name)."""
     watch_policy: bool = True
@@ -318,6 +323,11 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
                           "rate_limit_error", "concurrency_limit")
         state["in_flight"] += 1
         metrics.in_flight.inc()
+        if settings.cache_salt_secret:  # this task's context: the decision and the stream inherit it
+            from rt_middleware.backends.openai_compat import use_cache_salt
+
+            key = settings.cache_salt_secret.encode()
+            use_cache_salt(hmac.new(key, entry.tenant.encode(), hashlib.sha256).hexdigest())
         handed_off = False
         try:
             chat = await read_request(request)

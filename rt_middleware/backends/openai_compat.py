@@ -51,6 +51,7 @@ fail mode.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import time
@@ -77,13 +78,31 @@ if TYPE_CHECKING:
     import httpx
     from llama_cpp import Llama
 
-__all__ = ["ENGINES", "OpenAICompatibleBackend", "distribution_from_logprobs"]
+__all__ = ["ENGINES", "OpenAICompatibleBackend", "cache_salt_scope", "distribution_from_logprobs", "use_cache_salt"]
 
 Engine = Literal["vllm", "llama-cpp-python"]
 ENGINES: tuple[str, ...] = ("vllm", "llama-cpp-python")
 _FORCE = 100.0
 """The logit bias that forces a decision token in a probe (llama-cpp-python)."""
 _RETRY_STATUS = frozenset({502, 503, 504})
+_CACHE_SALT: contextvars.ContextVar[str | None] = contextvars.ContextVar("rt_cache_salt", default=None)
+
+
+def use_cache_salt(salt: str | None) -> contextvars.Token[str | None]:
+    """From now on in this thread / asyncio task (and threads it starts with `asyncio.to_thread`),
+    requests to vLLM carry ``cache_salt=salt``: vLLM V1 reuses prefix-cache blocks only between
+    requests with the same salt, so one salt per tenant keeps tenants' cached prefixes apart."""
+    return _CACHE_SALT.set(salt or None)
+
+
+@contextlib.contextmanager
+def cache_salt_scope(salt: str | None) -> Iterator[None]:
+    """`use_cache_salt` for a block."""
+    token = use_cache_salt(salt)
+    try:
+        yield
+    finally:
+        _CACHE_SALT.reset(token)
 
 
 # ---- pure helpers: probabilities from log-probabilities -------------------------------------------------
@@ -386,6 +405,10 @@ class OpenAICompatibleBackend(BaseBackend):
             )
         return text
 
+    def _salt(self) -> dict[str, str]:
+        salt = _CACHE_SALT.get()
+        return {"cache_salt": salt} if salt and self.engine == "vllm" else {}
+
     def _prompt(self, ids: Sequence[int]) -> str | list[int]:
         return self._prompt_text(ids) if self.engine == "llama-cpp-python" else list(ids)
 
@@ -419,7 +442,7 @@ class OpenAICompatibleBackend(BaseBackend):
         body = self._request("POST", "/completions", {
             "model": self.model,
             "prompt": [[*ids, self.tokens.ids[name]] for name in names],
-            "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": self._top_logprobs,
+            "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": self._top_logprobs, **self._salt(),
         })
         with self._errors():
             choices = sorted(body["choices"], key=lambda c: c["index"])
@@ -480,7 +503,7 @@ class OpenAICompatibleBackend(BaseBackend):
         if room < 1:
             return "context"
         params = self._sampling(options, room)
-        payload = {"model": self.model, "prompt": self._prompt(ids), **params}
+        payload = {"model": self.model, "prompt": self._prompt(ids), **params, **self._salt()}
         deadline = None if options.timeout is None else time.monotonic() + options.timeout
         response = self._open_stream(payload, deadline)
         finish = None

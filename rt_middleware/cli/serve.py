@@ -27,6 +27,9 @@ def serve(
     pool_size: Annotated[int, typer.Option(min=1, help="llama.cpp instances (.gguf / default:llamacpp).")] = 1,
     watch: Annotated[bool, typer.Option(help="Reload the policy file when it changes.")] = True,
     worker_threads: Annotated[int, typer.Option(min=1, help="Threads running decisions and answers.")] = 32,
+    cache_salt_secret: Annotated[str | None, typer.Option(
+        envvar="RT_CACHE_SALT_SECRET", help="openai: specs on vLLM: per-tenant prefix-cache salts from this secret.",
+    )] = None,
 ) -> None:
     """Serve POST /v1/chat/completions (OpenAI schema, SSE), /v1/models, /healthz, /readyz, /metrics."""
     import uvicorn
@@ -47,7 +50,7 @@ def serve(
         settings = ServerSettings(
             max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
             max_concurrency=max_concurrency, deadline_s=deadline, watch_policy=watch,
-            worker_threads=worker_threads,
+            worker_threads=worker_threads, cache_salt_secret=cache_salt_secret,
         )
         application = create_app(router, key_store, settings)
     if len(key_store) == 0:

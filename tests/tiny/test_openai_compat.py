@@ -188,6 +188,36 @@ def test_deadlines_raise_backend_timeout(remote) -> None:
 def test_vllm_requests_and_answers_in_its_documented_shape(local, tiny_gguf: Path) -> None:
     """No vLLM here: an httpx MockTransport answers as vLLM's /v1/completions does (prompt_logprobs keyed
     by token id, None at position 0), with the in-process model's true log-probabilities."""
+    seen: list[dict] = []
+    handler = vllm_mock(LlamaCppBackend(tiny_gguf, f32_kv_cache=True), seen)  # its own instance: the mock resets its cache
+    remote = OpenAICompatibleBackend("http://vllm.invalid/v1", "m", tokenizer=tiny_gguf, engine="vllm",
+                                     transport=httpx.MockTransport(handler))
+    want = local.first_token_distribution("how do i bake bread", logit_bias=BIAS)
+    prefill = remote.prefill("how do i bake bread", logit_bias=BIAS)
+    ids = local.encode([__import__("rt_middleware.messages", fromlist=["ChatMessage"]).ChatMessage(
+        "user", "how do i bake bread")])
+    decision_request = seen[0]
+    assert decision_request["prompt"] == [[*ids, t] for t in remote.tokens.ids.values()]
+    assert (decision_request["max_tokens"], decision_request["prompt_logprobs"]) == (1, 20)
+    for name, p in want.probabilities.items():
+        assert prefill.distribution.probabilities[name] == pytest.approx(p, abs=1e-6)
+    answer = remote.complete(prefill, options=GenerationOptions(max_new_tokens=3))
+    assert (answer.text, answer.finish_reason) == ("Hello", "length")
+    continuation = seen[-1]
+    assert continuation["prompt"] == [*ids, remote.tokens.ids["respond"]]
+    assert (continuation["top_k"], continuation["repetition_penalty"], continuation["stream"]) == (-1, 1.0, True)
+    # another temperature: estimated from the decision tokens and the top-20 by id, bounded
+    hot = remote.first_token_distribution("how do i bake bread", temperature=0.7)
+    truth = local.first_token_distribution("how do i bake bread", temperature=0.7)
+    assert not hot.exact
+    for name, p in truth.probabilities.items():
+        low, high = hot.bounds[name]
+        assert low - 1e-6 <= p <= high + 1e-6
+
+
+def vllm_mock(local: LlamaCppBackend, seen: list[dict]):
+    """An httpx handler answering as vLLM's /v1/completions (prompt_logprobs keyed by token id, None at
+    position 0) with the in-process model's true log-probabilities; streams a fixed "Hello"."""
     import json as _json
 
     import numpy as np
@@ -195,7 +225,6 @@ def test_vllm_requests_and_answers_in_its_documented_shape(local, tiny_gguf: Pat
     from rt_middleware.backends.llamacpp import last_logits
 
     llm = local._pool.slots[0].llm
-    seen: list[dict] = []
 
     def logprobs_after(ids: list[int]) -> np.ndarray:
         llm.reset()
@@ -220,26 +249,33 @@ def test_vllm_requests_and_answers_in_its_documented_shape(local, tiny_gguf: Pat
             choices.append({"index": index, "text": "x", "prompt_logprobs": positions, "finish_reason": "length"})
         return httpx.Response(200, json={"choices": choices})
 
+    return handler
+
+
+def test_gateway_salts_vllm_prefix_caches_per_tenant(tiny_gguf: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    openai = pytest.importorskip("openai")
+    from test_server import Served
+
+    from rt_middleware.integrations.server import KeyStore, ServerSettings, add_key, create_app
+
+    seen: list[dict] = []
     remote = OpenAICompatibleBackend("http://vllm.invalid/v1", "m", tokenizer=tiny_gguf, engine="vllm",
-                                     transport=httpx.MockTransport(handler))
-    want = local.first_token_distribution("how do i bake bread", logit_bias=BIAS)
-    prefill = remote.prefill("how do i bake bread", logit_bias=BIAS)
-    ids = local.encode([__import__("rt_middleware.messages", fromlist=["ChatMessage"]).ChatMessage(
-        "user", "how do i bake bread")])
-    decision_request = seen[0]
-    assert decision_request["prompt"] == [[*ids, t] for t in remote.tokens.ids.values()]
-    assert (decision_request["max_tokens"], decision_request["prompt_logprobs"]) == (1, 20)
-    for name, p in want.probabilities.items():
-        assert prefill.distribution.probabilities[name] == pytest.approx(p, abs=1e-6)
-    answer = remote.complete(prefill, options=GenerationOptions(max_new_tokens=3))
-    assert (answer.text, answer.finish_reason) == ("Hello", "length")
-    continuation = seen[-1]
-    assert continuation["prompt"] == [*ids, remote.tokens.ids["respond"]]
-    assert (continuation["top_k"], continuation["repetition_penalty"], continuation["stream"]) == (-1, 1.0, True)
-    # another temperature: estimated from the decision tokens and the top-20 by id, bounded
-    hot = remote.first_token_distribution("how do i bake bread", temperature=0.7)
-    truth = local.first_token_distribution("how do i bake bread", temperature=0.7)
-    assert not hot.exact
-    for name, p in truth.probabilities.items():
-        low, high = hot.bounds[name]
-        assert low - 1e-6 <= p <= high + 1e-6
+                                     transport=httpx.MockTransport(vllm_mock(LlamaCppBackend(tiny_gguf, f32_kv_cache=True), seen)))
+    store = PolicyStore.from_dict({"tenants": {"a": {}, "b": {}}})
+    keys = {t: add_key(tmp_path / "keys.json", t) for t in ("a", "b")}
+    app = create_app(RefusalRouter(backend=remote, policies=store), KeyStore.from_file(tmp_path / "keys.json"),
+                     ServerSettings(cache_salt_secret="s3cret", watch_policy=False))
+    served = Served(app)
+    try:
+        salts = {}
+        for tenant, key in keys.items():
+            seen.clear()
+            api = openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0)
+            api.chat.completions.create(model="m", messages=[{"role": "user", "content": "hello world"}])
+            list(api.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True))
+            assert len({r.get("cache_salt") for r in seen}) == 1  # decisions and both continuations
+            salts[tenant] = seen[0]["cache_salt"]
+        assert salts["a"] != salts["b"] and all(len(s) == 64 for s in salts.values())
+    finally:
+        served.stop()
