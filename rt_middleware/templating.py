@@ -97,6 +97,12 @@ class ChatEncoder:
         self.control_ids: frozenset[int] = frozenset(specials)
         """Ids that message text must never produce."""
 
+    @property
+    def decoding_backend(self) -> Any:
+        """A private Rust tokenizer to decode with (decoding does not depend on the split
+        setting), or None for a python tokenizer."""
+        return self._template_backend if self._fast else None
+
     def _render(self, messages: list[dict[str, str]]) -> str:
         if not self.chat_template:
             raise ConfigError("the tokenizer has no chat template; pass chat_template=")

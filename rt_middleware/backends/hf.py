@@ -5,10 +5,10 @@ Failures: any exception from tokenization, the model or generation becomes a `Ba
 `rt_middleware.errors` pass through as themselves.
 
 Deadlines (`timeout=` here, per call on `prefill`, or `GenerationOptions.timeout`): every decoder
-layer checks the request's deadline before it runs, so a prefill or a generation step stops at
-the next layer boundary after the deadline and raises `BackendTimeoutError`; generation also
-stops between tokens (a stopping criterion). What cannot be interrupted: one layer's kernels, and
-the tokenizer. A forward that hangs inside a kernel (a deadlocked device) still blocks its caller.
+layer and up to three more evenly spaced ones check the request's deadline before they run, so a
+prefill or a generation step stops at the next such checkpoint after the deadline and raises
+`BackendTimeoutError`; generation also stops between tokens (a stopping criterion). What cannot
+be interrupted: the layers between two checkpoints (a quarter of the model), and the tokenizer. A forward that hangs inside a kernel (a deadlocked device) still blocks its caller.
 """
 
 from __future__ import annotations
@@ -302,7 +302,7 @@ class HFBackend(BaseBackend):
                 limit, at_limit = room, "context"
         deadline = None if options.timeout is None else time.monotonic() + options.timeout
         interrupt = self._gen.Interrupt(deadline)
-        streamer = self._gen.TokenStreamer(self.tokenizer, self._eos_ids)
+        streamer = self._gen.TokenStreamer(self.tokenizer, self._eos_ids, self.encoder.decoding_backend)
         with self._errors("transformers generation failed"):
             kwargs = self._generate_kwargs(ids, cache, limit, options, interrupt, streamer)
         worker = threading.Thread(
