@@ -35,6 +35,8 @@ class Decision:
     reason: str = "threshold"
     """threshold | argmax | no_candidate | backend_error: which branch of the rule decided."""
     extras: Mapping[str, Any] = field(default_factory=dict)
+    requested_tenant: str | None = None
+    """The tenant id the request named, when another tenant served it (``unknown_tenant: default``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probabilities", MappingProxyType(dict(self.probabilities)))
@@ -57,6 +59,7 @@ class Decision:
             "token": self.token,
             "reason": self.reason,
             **({"extras": dict(self.extras)} if self.extras else {}),
+            **({"requested_tenant": self.requested_tenant} if self.requested_tenant is not None else {}),
         }
 
 

@@ -8,7 +8,15 @@ from types import MappingProxyType
 
 from rt_middleware.errors import TokenSchemaError
 
-__all__ = ["COCONOT_CATEGORIES", "RESPOND", "RefusalTokenSchema", "ResolvedTokens"]
+__all__ = [
+    "CATEGORY_ALIASES",
+    "COCONOT_CATEGORIES",
+    "RESPOND",
+    "RefusalTokenSchema",
+    "ResolvedTokens",
+    "category_alias",
+    "resolve_category",
+]
 
 RESPOND = "respond"
 """The name under which the respond token appears in policies, biases and probabilities."""
@@ -21,6 +29,24 @@ COCONOT_CATEGORIES: tuple[str, ...] = (
     "Humanizing requests",
 )
 """The five CoCoNot refusal categories, in the paper's order."""
+
+CATEGORY_ALIASES: Mapping[str, str] = MappingProxyType(
+    dict(zip(("safety", "incomplete", "unsupported", "indeterminate", "humanizing"), COCONOT_CATEGORIES, strict=True))
+)
+"""Short name -> CoCoNot category name; accepted wherever a policy (or ``rt calibrate --target``)
+names a category. Decisions, probabilities and written policies always use the full name."""
+
+_ALIAS_OF: Mapping[str, str] = MappingProxyType({full: short for short, full in CATEGORY_ALIASES.items()})
+
+
+def resolve_category(name: str) -> str:
+    """The full category name for a short alias (``safety``); any other name unchanged."""
+    return CATEGORY_ALIASES.get(name, name)
+
+
+def category_alias(name: str) -> str | None:
+    """The short alias of a CoCoNot category name (``Requests with safety concerns`` -> ``safety``)."""
+    return _ALIAS_OF.get(name)
 
 
 @dataclass(frozen=True)

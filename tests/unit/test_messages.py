@@ -53,3 +53,43 @@ def test_render_pieces_rejects_templates_that_drop_messages() -> None:
 
     with pytest.raises(ConfigError, match="chat template"):
         render_pieces(lambda messages: "<assistant>", [ChatMessage("user", "x")])
+
+
+def test_messages_to_decide_on() -> None:
+    from rt_middleware.messages import messages_to_decide_on
+
+    sys_, u1, a1, u2 = (ChatMessage("system", "s"), ChatMessage("user", "one"), ChatMessage("assistant", "a"),
+                        ChatMessage("user", "two"))
+    tool = ChatMessage("user", "[tool result] 42", from_tool=True)
+    history = [sys_, u1, a1, u2]
+    assert messages_to_decide_on(history, "conversation") == history
+    assert messages_to_decide_on(history) == [sys_, u2]  # default last_turn
+    assert messages_to_decide_on([*history, a1, tool], "last_turn") == [sys_, u2]
+    assert messages_to_decide_on([u1], "last_turn") == [u1]
+    assert messages_to_decide_on([sys_, tool], "last_turn") == [sys_, tool]  # no user turn: whole
+    single = [sys_, u1]
+    assert messages_to_decide_on(single, "last_turn") == single  # one prefill serves both
+    from rt_middleware.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decide_on"):
+        messages_to_decide_on(history, "everything")
+
+
+def test_lone_surrogates_are_invalid_input() -> None:
+    from rt_middleware.messages import check_text
+
+    for bad in ("caf\ud800", "x\udce9", "\udfff"):
+        with pytest.raises(InvalidInputError, match="surrogate"):
+            as_conversation(bad)
+        with pytest.raises(InvalidInputError, match="surrogate"):
+            as_conversation([{"role": "user", "content": bad}])
+        with pytest.raises(InvalidInputError, match="surrogate"):
+            to_conversation([HumanMessage(bad)])
+    assert check_text("café 😀 \x00\x07") == "café 😀 \x00\x07"  # control characters are text
+
+
+def test_dict_input_says_what_is_accepted() -> None:
+    with pytest.raises(InvalidInputError, match="list of messages"):
+        as_conversation({"role": "user", "content": "hi"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="str prompt"):
+        to_conversation({"messages": []})  # type: ignore[arg-type]
