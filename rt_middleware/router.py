@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.callbacks import CallbackManager, CallbackManagerForChainRun
+from langchain_core.callbacks import CallbackManagerForChainRun
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -23,13 +25,25 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializa
 from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict, Field
 
+from rt_middleware.audit import as_audit
 from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
 from rt_middleware.decision import Decision, decide, fail_decision
-from rt_middleware.errors import BackendError, InvalidInputError
-from rt_middleware.messages import ChatMessage
+from rt_middleware.errors import BackendError, InvalidInputError, RequestError, RTError
+from rt_middleware.messages import ChatMessage, as_conversation, check_text, messages_to_decide_on
 from rt_middleware.policy import PolicyStore, TenantPolicy
 
 __all__ = ["Evaluation", "RefusalRouter", "refusal_message", "to_conversation"]
+
+logger = logging.getLogger(__name__)
+_ACCEPTED = (
+    "a str prompt, a list of messages (BaseMessage, {'role': ..., 'content': ...} dicts, "
+    "(role, text) tuples or ChatMessage) or a PromptValue"
+)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 RouterInput = str | Sequence[BaseMessage | Mapping[str, Any] | tuple[str, str]] | PromptValue
 _TEXT_BLOCKS = frozenset({"text", "refusal", "reasoning"})
@@ -37,28 +51,44 @@ _TEXT_BLOCKS = frozenset({"text", "refusal", "reasoning"})
 
 def _message_text(message: BaseMessage, index: int) -> str:
     if isinstance(message.content, str):
-        return message.content
+        return check_text(message.content, f"message {index}")
     for block in message.content:
         kind = block.get("type") if isinstance(block, dict) else "text"
         if kind not in _TEXT_BLOCKS and kind not in ("tool_use", "tool_call"):
             raise InvalidInputError(
-                f"message {index} has {kind!r} content; this model reads text only"
+                f"message {index} has {str(kind)[:40]!r} content; this model reads text only"
             )
-    return message.text
+    text = message.text
+    if not isinstance(text, str):
+        raise InvalidInputError(f"message {index} has no readable text")
+    return check_text(text, f"message {index}")
 
 
 def to_conversation(value: RouterInput) -> list[ChatMessage]:
-    """LangChain input (str, messages, PromptValue) -> framework-free conversation."""
+    """LangChain input (str, messages, PromptValue) -> framework-free conversation.
+
+    Raises InvalidInputError for anything else (a dict, bytes, a number), for empty input and for
+    text that no tokenizer can encode (lone surrogates). Tool results become user text marked
+    ``from_tool`` (so ``decide_on: last_turn`` does not take them for the user's turn).
+    """
     if isinstance(value, PromptValue):
         value = value.to_messages()
     if isinstance(value, str):
-        return [ChatMessage("user", value)]
-    if not isinstance(value, Sequence) or not value:
+        return [ChatMessage("user", check_text(value))]
+    if isinstance(value, Mapping | bytes | bytearray) or not isinstance(value, Sequence):
+        raise InvalidInputError(f"cannot read a {type(value).__name__} as input: give {_ACCEPTED}")
+    if not value:
         raise InvalidInputError("the conversation is empty: give a prompt or at least one message")
+    if all(isinstance(m, ChatMessage) for m in value):  # already framework-free
+        return [ChatMessage(m.role, check_text(m.content, f"message {i}"), m.from_tool) for i, m in enumerate(value)]
     try:
         messages = convert_to_messages(value)
-    except (ValueError, TypeError, NotImplementedError) as exc:
-        raise InvalidInputError(f"cannot read the input as chat messages: {exc}") from exc
+    except RTError:
+        raise
+    except Exception as exc:  # langchain raises ValueError, TypeError, KeyError, ... for odd shapes
+        raise InvalidInputError(
+            f"cannot read the input as chat messages ({type(exc).__name__}); give {_ACCEPTED}"
+        ) from None
     out: list[ChatMessage] = []
     for i, msg in enumerate(messages):
         text = _message_text(msg, i)
@@ -67,10 +97,16 @@ def to_conversation(value: RouterInput) -> list[ChatMessage]:
         elif isinstance(msg, AIMessage):
             out.append(ChatMessage("assistant", text))
         elif isinstance(msg, ToolMessage):
-            out.append(ChatMessage("user", f"[tool result] {text}"))
+            out.append(ChatMessage("user", f"[tool result] {text}", from_tool=True))
         else:
             out.append(ChatMessage("user", text))
     return out
+
+
+def _prepend(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if head is not None:
+        yield head
+    yield from rest
 
 
 def refusal_message(decision: Decision, **metadata: Any) -> AIMessage:
@@ -106,39 +142,36 @@ def _refusal_chunk(decision: Decision, **metadata: Any) -> AIMessageChunk:
     )
 
 
-def _decision_run(
-    config: RunnableConfig | None, conversation: list[ChatMessage] | None, *, tenant: str, policy_version: str
-) -> CallbackManagerForChainRun | None:
-    """Start a ``refusal_decision`` run on the config's (or the surrounding run's) callbacks."""
-    config = ensure_config(config)
-    manager = CallbackManager.configure(
-        inheritable_callbacks=config.get("callbacks"),
-        inheritable_tags=config.get("tags"),
-        inheritable_metadata=config.get("metadata"),
-        local_metadata={"tenant": tenant, "policy_version": policy_version},
-    )
-    if not manager.handlers:
-        return None
-    inputs: dict[str, Any] = {"tenant": tenant}
-    if conversation is not None:
-        inputs["messages"] = [{"role": m.role, "content": m.content} for m in conversation]
-    return manager.on_chain_start(None, inputs, name="refusal_decision")
-
-
 @dataclass
 class Evaluation:
-    """A decision plus what is needed to act on it without a second prefill."""
+    """A decision plus what is needed to act on it (without a second prefill where possible)."""
 
     decision: Decision
     policy: TenantPolicy
     prefill: Prefill | None
+    """The decision's prefill when its cache can serve the answer (decided text == answered text)."""
+    conversation: list[ChatMessage] | None = None
+    """The whole conversation the answer is generated from."""
+    decided_on: list[ChatMessage] | None = None
+    """What the decision read (per the tenant's ``decide_on``)."""
+
+    @property
+    def needs_answer_prefill(self) -> bool:
+        """True when answering costs a second prefill (history under ``decide_on: last_turn``)."""
+        return (
+            self.prefill is None
+            and self.decision.reason != "backend_error"
+            and self.conversation is not None
+            and self.decided_on != self.conversation
+        )
 
 
 class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     """Decide from the first-token distribution, then refuse, route or continue generating.
 
-    Tenant: ``config["configurable"]["tenant_id"]`` (else the store's default tenant). Every output
-    carries ``response_metadata["refusal_decision"]``.
+    Tenant: ``config["configurable"]["tenant_id"]`` (no id: the store's default tenant). Every output
+    carries ``response_metadata["refusal_decision"]``. Decisions are logged at DEBUG on
+    ``rt_middleware.router`` and, with `audit`, recorded (prompt as SHA-256 only, by default).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -151,6 +184,10 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     respond_with: Runnable | None = None
     """Answers responded inputs instead of continuing the model's own generation."""
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    """The caller's generation options; a tenant's `max_new_tokens` caps their length."""
+    audit: Any = None
+    """Decision audit sink: a JSONL file path, a callable taking one record dict, or a
+    `DecisionAudit` (e.g. ``DecisionAudit(path, include_text=True)``); None records nothing."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -158,6 +195,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if not isinstance(self.backend, BaseBackend):
             raise TypeError(f"backend must be a BaseBackend, got {type(self.backend).__name__}")
         self.policies.require(categories=self.backend.schema.category_names, routes=self.routes)
+        self.audit = as_audit(self.audit)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -172,7 +210,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def decide(
         self, input: RouterInput, *, tenant_id: str | None = None, config: RunnableConfig | None = None
     ) -> Decision:
-        """The decision alone (one prefill, nothing generated); traced as a ``refusal_decision`` run."""
+        """The decision alone (one prefill, nothing generated)."""
         return self.evaluate(input, tenant_id=tenant_id, config=config, keep_cache=False).decision
 
     async def adecide(
@@ -187,49 +225,92 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         tenant_id: str | None = None,
         config: RunnableConfig | None = None,
         keep_cache: bool = True,
-        trace_payload: bool = True,
     ) -> Evaluation:
-        """Decide, keeping the prefill so a continuation reuses its KV cache.
+        """Decide on the part of the input the tenant's ``decide_on`` names.
 
-        Traced (where `config` or the surrounding run has callbacks) as a run named
-        ``refusal_decision``: outputs ``Decision.to_dict()``, metadata ``tenant`` and
-        ``policy_version``; its inputs hold the conversation unless ``trace_payload=False``.
+        The prefill is kept (`keep_cache`) when the decided text is the whole conversation, so the
+        answer continues from its KV cache; otherwise `act` prefills the conversation once more.
+        Request errors (unknown tenant, bad input, prompt too long) raise; any other failure of
+        the backend applies the tenant's ``fail_mode`` and is logged at WARNING.
         """
-        tenant, policy, version = self.policies.resolve(self._tenant(config, tenant_id))
+        started = time.perf_counter()
+        requested = self._tenant(config, tenant_id)
+        tenant, policy, version = self.policies.resolve(requested)
         conversation = to_conversation(input)
-        run = _decision_run(config, conversation if trace_payload else None, tenant=tenant, policy_version=version)
-        try:
-            evaluation = self._evaluate(conversation, tenant, policy, version, keep_cache)
-        except BaseException as exc:
-            if run is not None:
-                run.on_chain_error(exc)
-            raise
-        if run is not None:
-            run.on_chain_end(evaluation.decision.to_dict())
-        return evaluation
-
-    def _evaluate(
-        self, conversation: list[ChatMessage], tenant: str, policy: TenantPolicy, version: str, keep_cache: bool
-    ) -> Evaluation:
+        decided = as_conversation(messages_to_decide_on(conversation, policy.decide_on))
         sampling = {"temperature": policy.temperature, "logit_bias": policy.logit_bias}
+        prefill: Prefill | None = None
         try:
-            if keep_cache:
-                prefill: Prefill | None = self.backend.prefill(conversation, **sampling)
+            if keep_cache and decided == conversation:
+                prefill = self.backend.prefill(decided, **sampling)
                 distribution = prefill.distribution
             else:
-                prefill = None
-                distribution = self.backend.first_token_distribution(conversation, **sampling)
-        except BackendError as exc:
-            decision = fail_decision(policy, tenant=tenant, policy_version=version, error=exc)
-            return Evaluation(decision=decision, policy=policy, prefill=None)
-        decision = decide(distribution, policy, tenant=tenant, policy_version=version)
-        return Evaluation(decision=decision, policy=policy, prefill=prefill)
+                distribution = self.backend.first_token_distribution(decided, **sampling)
+        except RequestError:
+            raise
+        except Exception as exc:  # any backend fault, typed or not: the tenant's fail mode decides
+            decision = self._failed(policy, tenant, version, exc)
+        else:
+            decision = decide(distribution, policy, tenant=tenant, policy_version=version)
+        if requested is not None and requested != tenant:
+            decision = dataclasses.replace(decision, requested_tenant=requested)
+        self._record(decision, decided, started, policy)
+        return Evaluation(
+            decision=decision, policy=policy, prefill=prefill, conversation=conversation, decided_on=decided
+        )
+
+    def _failed(self, policy: TenantPolicy, tenant: str, version: str, exc: BaseException) -> Decision:
+        logger.warning(
+            "backend failed for tenant %r; fail_mode %s: %s", tenant, policy.fail_mode, _error_text(exc),
+            extra={"tenant": tenant, "fail_mode": policy.fail_mode, "policy_version": version,
+                   "error_type": type(exc).__name__},
+        )
+        return fail_decision(policy, tenant=tenant, policy_version=version, error=exc)
+
+    def _record(
+        self, decision: Decision, decided: list[ChatMessage], started: float, policy: TenantPolicy
+    ) -> None:
+        latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "decision %s%s for tenant %r (policy %s, %.1f ms)",
+                decision.action, f" ({decision.category})" if decision.category else "",
+                decision.tenant, decision.policy_version, latency_ms,
+                extra={"tenant": decision.tenant, "action": decision.action, "category": decision.category,
+                       "policy_version": decision.policy_version, "latency_ms": latency_ms,
+                       "reason": decision.reason, "requested_tenant": decision.requested_tenant},
+            )
+        if self.audit is not None:
+            self.audit.record(
+                decision, decided, latency_ms=latency_ms, decide_on=policy.decide_on,
+                model_name=self.backend.model_name,
+            )
 
     # ---- acting --------------------------------------------------------------------------------
     def _options(self, policy: TenantPolicy) -> GenerationOptions:
-        if policy.max_new_tokens is None:
+        """The router's options with the tenant's `max_new_tokens` as a cap: min(caller, policy)."""
+        capped = policy.cap_tokens(self.generation.max_new_tokens)
+        if capped == self.generation.max_new_tokens:
             return self.generation
-        return dataclasses.replace(self.generation, max_new_tokens=policy.max_new_tokens)
+        return dataclasses.replace(self.generation, max_new_tokens=capped)
+
+    def _answer_prefill(self, evaluation: Evaluation) -> Prefill:
+        """The prefill the answer continues from: the decision's, or one of the whole conversation."""
+        self._no_continuation(evaluation)
+        if evaluation.prefill is not None:
+            return evaluation.prefill
+        if evaluation.conversation is None:
+            raise BackendError("this evaluation kept no prefill and no conversation to answer from")
+        # decided text != answered text (history under decide_on: last_turn): a second prefill,
+        # whose first token is then forced to [respond]; its own distribution is not used
+        return self.backend.prefill(evaluation.conversation)
+
+    def _answer_failed(self, evaluation: Evaluation, exc: BaseException) -> Decision:
+        decision = evaluation.decision
+        failed = self._failed(evaluation.policy, decision.tenant, decision.policy_version, exc)
+        if decision.requested_tenant is not None:
+            failed = dataclasses.replace(failed, requested_tenant=decision.requested_tenant)
+        return failed
 
     def _metadata(self) -> dict[str, Any]:
         return {"model_name": self.backend.model_name}
@@ -240,7 +321,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         return self.respond_with
 
     def _no_continuation(self, evaluation: Evaluation) -> None:
-        if evaluation.prefill is None:  # fail-open without a working backend
+        if evaluation.decision.reason == "backend_error":  # fail-open without a working backend
             raise BackendError(
                 "the backend failed and fail_mode is 'open', but the router has no respond_with "
                 "runnable to answer without the model"
@@ -265,10 +346,29 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         delegate = self._delegate(decision)
         if delegate is not None:
             return self._with_decision(delegate.invoke(input, config), decision)
-        self._no_continuation(evaluation)
-        assert evaluation.prefill is not None
-        text = self.backend.generate(evaluation.prefill, "respond", self._options(evaluation.policy))
+        try:
+            prefill = self._answer_prefill(evaluation)
+            text = self.backend.generate(prefill, "respond", self._options(evaluation.policy))
+        except RequestError:
+            raise
+        except Exception as exc:
+            if decision.reason == "backend_error":  # fail-open with nothing to answer with
+                raise
+            return self._fallback(evaluation, exc, input, config)
         return AIMessage(content=text, response_metadata={"refusal_decision": decision.to_dict(), **self._metadata()})
+
+    def _fallback(
+        self, evaluation: Evaluation, exc: BaseException, input: RouterInput, config: RunnableConfig | None
+    ) -> BaseMessage:
+        """The answer's backend call failed: the tenant's fail mode decides, as for the decision."""
+        failed = self._answer_failed(evaluation, exc)
+        if failed.action == "refuse":
+            return refusal_message(failed, **self._metadata())
+        if self.respond_with is not None:
+            return self._with_decision(self.respond_with.invoke(input, config), failed)
+        if isinstance(exc, BackendError):
+            raise exc
+        raise BackendError(f"the backend failed while answering: {_error_text(exc)}") from exc
 
     def act_stream(
         self,
@@ -286,9 +386,24 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if delegate is not None:
             chunks: Iterator[Any] = delegate.stream(input, config)
         else:
-            self._no_continuation(evaluation)
-            assert evaluation.prefill is not None
-            chunks = self.backend.stream(evaluation.prefill, "respond", self._options(evaluation.policy))
+            chunks = self._model_chunks(evaluation)
+            try:
+                head = next(chunks, None)  # a failure before any text still gets the fail mode
+            except RequestError:
+                raise
+            except Exception as exc:
+                if decision.reason == "backend_error":
+                    raise
+                failed = self._answer_failed(evaluation, exc)
+                if failed.action == "refuse":
+                    yield _refusal_chunk(failed, **self._metadata())
+                    return
+                if self.respond_with is None:
+                    raise BackendError(f"the backend failed while answering: {_error_text(exc)}") from exc
+                meta = {"refusal_decision": failed.to_dict(), **self._metadata()}
+                chunks = self.respond_with.stream(input, config)
+            else:
+                chunks = _prepend(head, chunks)
         first = True
         for piece in chunks:
             chunk = piece if isinstance(piece, BaseMessageChunk) else AIMessageChunk(
@@ -301,13 +416,26 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if first:
             yield AIMessageChunk(content="", response_metadata=meta)
 
+    def _model_chunks(self, evaluation: Evaluation) -> Iterator[str]:
+        prefill = self._answer_prefill(evaluation)
+        stream = self.backend.stream(prefill, "respond", self._options(evaluation.policy))
+        try:
+            yield from stream
+        except RTError:
+            raise
+        except Exception as exc:  # mid-stream: text went out already, so no fail mode, but typed
+            raise BackendError(f"the backend failed while streaming: {_error_text(exc)}") from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
     # ---- Runnable interface --------------------------------------------------------------------
     def _invoke(
         self, input: RouterInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> BaseMessage:
-        child = patch_config(config, callbacks=run_manager.get_child())
-        evaluation = self.evaluate(input, config=child)
-        return self.act(evaluation, input, child)
+        evaluation = self.evaluate(input, config=config)
+        return self.act(evaluation, input, patch_config(config, callbacks=run_manager.get_child()))
 
     def invoke(self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
         return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
@@ -321,8 +449,8 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         items = list(inputs)
         if len(items) != 1:
             raise InvalidInputError("RefusalRouter.stream takes exactly one input")
+        evaluation = self.evaluate(items[0], config=config)
         child = patch_config(config, callbacks=run_manager.get_child())
-        evaluation = self.evaluate(items[0], config=child)
         yield from self.act_stream(evaluation, items[0], child)
 
     def stream(
