@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
 
-app = typer.Typer(
+from rt_middleware.errors import RTError
+
+
+class _App(typer.Typer):
+    """`rt`: an rt_middleware error from any command is one line on stderr and exit code 2."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except RTError as exc:
+            from rt_middleware.cli.common import error_line
+
+            print(error_line(exc), file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+app = _App(
     name="rt",
     help="Refusal-token middleware: decide, route, train, export, evaluate and calibrate.",
     no_args_is_help=True,

@@ -21,31 +21,45 @@ def route(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on the answer's length.")] = 128,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"decision": ..., "text": ...}.')] = False,
 ) -> None:
-    """Decide PROMPT for a tenant, then refuse, route or answer."""
-    from rt_middleware.backends import GenerationOptions
-    from rt_middleware.loading import load_backend
+    """Decide PROMPT for a tenant, then refuse, route or answer.
+
+    The tenant's ``decide_on`` applies (a single prompt is one turn either way). A route decision
+    names the route that fired; the CLI binds no runnable to routes, so nothing answers it.
+    """
+    from rt_middleware.backends import GenerationOptions, load_backend
+    from rt_middleware.messages import check_text
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
 
     with user_errors():
-        backend = load_backend(model)
+        check_text(prompt)  # a non-UTF-8 argv byte arrives as a lone surrogate: refuse before loading
         store = PolicyStore.from_file(policy) if policy else PolicyStore.default()
-        routes = _echo_routes(store)
+        backend = load_backend(model)
         router = RefusalRouter(
-            backend=backend, policies=store, routes=routes,
+            backend=backend, policies=store, routes=_unbound_routes(store),
             generation=GenerationOptions(max_new_tokens=max_new_tokens),
         )
         config = {"configurable": {"tenant_id": tenant}} if tenant else {}
         message = router.invoke(prompt, config)
     decision = message.response_metadata["refusal_decision"]
+    routed = decision["action"] == "route"
     if as_json:
-        typer.echo(json.dumps({"decision": decision, "text": message.text}, ensure_ascii=False))
+        out = {"decision": decision, "text": None if routed else message.text}
+        if routed:
+            out["note"] = ROUTE_NOTE.format(route=decision["route"])
+        typer.echo(json.dumps(out, ensure_ascii=False))
         return
     print_decision(decision, message.text)
 
 
-def _echo_routes(store):
-    """On the command line a route has no chain behind it: say which route would answer."""
+ROUTE_NOTE = (
+    "route {route!r} fired; `rt route` binds no runnable to routes, so nothing answered "
+    "(in code: RefusalRouter(routes={{{route!r}: runnable}}))"
+)
+
+
+def _unbound_routes(store):
+    """Placeholders for every route a policy names (the router checks they exist); never answer."""
     from langchain_core.runnables import RunnableLambda
 
     names = {
@@ -54,19 +68,33 @@ def _echo_routes(store):
         for rule in store.get(tenant).categories.values()
         if rule.route
     }
-    return {name: RunnableLambda(lambda _x, n=name: f"[routed to '{n}']") for name in names}
+    return {name: RunnableLambda(lambda _x: "") for name in names}
+
+
+def _label(name: str) -> str:
+    from rt_middleware.tokens import category_alias
+
+    alias = category_alias(name)
+    return f"{name} ({alias})" if alias else name
 
 
 def print_decision(decision: dict, text: str) -> None:
-    """A probabilities table, the decision line and the answer."""
+    """A probabilities table, the decision line and the answer (or the route that fired)."""
     from rich.table import Table
 
-    table = Table(title=f"tenant {decision['tenant']} · policy {decision['policy_version']}")
+    title = f"tenant {decision['tenant']} · policy {decision['policy_version']}"
+    if decision.get("requested_tenant"):
+        title += f" · requested {decision['requested_tenant']}"
+    table = Table(title=title)
     table.add_column("decision token")
     table.add_column("probability", justify="right")
     for name, p in sorted(decision["probabilities"].items(), key=lambda kv: -kv[1]):
-        table.add_row(name, f"{p:.4f}")
+        table.add_row(_label(name), f"{p:.4f}")
     console.print(table)
-    what = decision["action"] + (f" ({decision['category']})" if decision["category"] else "")
-    console.print(f"[bold]decision:[/] {what}  [dim]reason={decision['reason']}[/]", highlight=False)
-    console.print(f"[bold]answer:[/] {text}", highlight=False)
+    what = decision["action"] + (f" ({_label(decision['category'])})" if decision["category"] else "")
+    console.print(f"[bold]decision:[/] {what}  [dim]reason={decision['reason']}[/]", highlight=False, markup=True)
+    if decision["action"] == "route":
+        console.print(f"[bold]route:[/] {ROUTE_NOTE.format(route=decision['route'])}", highlight=False)
+    else:
+        console.print("[bold]answer:[/] ", end="", highlight=False)
+        console.print(text, highlight=False, markup=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -37,7 +39,52 @@ def test_route_json(tiny_dir: Path, tmp_path: Path) -> None:
     opened = json.loads(runner.invoke(app, [*base, "--tenant", "open", "--max-new-tokens", "4"]).stdout)
     assert opened["decision"]["action"] == "respond"
     routed = json.loads(runner.invoke(app, [*base, "--tenant", "ask"]).stdout)
-    assert routed["decision"]["action"] == "route" and "clarify" in routed["text"]
+    assert routed["decision"]["action"] == "route" and routed["text"] is None
+    assert "'clarify' fired" in routed["note"] and "binds no runnable" in routed["note"]
+
+
+def test_route_decision_names_the_route_instead_of_an_empty_answer(tiny_dir: Path, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path / "p.yaml")
+    out = runner.invoke(app, ["route", "hello", "--policy", str(policy), "--model", str(tiny_dir), "--tenant", "ask"])
+    assert out.exit_code == 0, out.output
+    assert "route: route 'clarify' fired" in out.stdout and "answer:" not in out.stdout
+    assert "(safety)" in out.stdout  # categories shown with their short aliases
+
+
+def test_aliases_and_decide_on_in_a_cli_policy(tiny_dir: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("tenants:\n  t:\n    decide_on: conversation\n    categories:\n"
+                      "      safety: {action: refuse, threshold: 0.0, message: 'NO'}\n"
+                      + "".join(f"      {a}: {{action: respond}}\n"
+                                for a in ("incomplete", "unsupported", "indeterminate", "humanizing")))
+    out = runner.invoke(app, ["route", "hi", "--policy", str(policy), "--model", str(tiny_dir), "--tenant", "t", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["decision"]["category"] == COCONOT_CATEGORIES[0] and data["text"] == "NO"
+
+
+def run_rt(*args: str | bytes) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from rt_middleware.cli import main; main()", *args],
+                          capture_output=True, timeout=300)
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Through the real entry point (argv bytes included), never a traceback."""
+    bad_policy = tmp_path / "latin1.yaml"
+    bad_policy.write_bytes(b"tenants:\n  caf\xe9: {}\n")
+    dup = tmp_path / "dup.json"
+    dup.write_text('{"tenants": {"a": {}, "a": {}}}')
+    cases = [
+        (["route", b"caf\xe9"], b"InvalidInputError"),  # non-UTF-8 argv -> surrogateescape
+        (["route", "hello", "--policy", str(bad_policy)], b"PolicyError"),
+        (["route", "hello", "--policy", str(dup)], b"duplicate key"),
+    ]
+    for args, expected in cases:
+        out = run_rt(*args)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.decode("utf-8", "replace").strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+        assert expected in out.stderr and b"Traceback" not in out.stderr
 
 
 def test_route_table_and_errors(tiny_dir: Path, tmp_path: Path) -> None:
