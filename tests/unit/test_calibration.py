@@ -85,8 +85,11 @@ def test_fit_hits_targets_on_calibration_and_within_sampling_error_held_out() ->
     for category, target in targets.items():
         sigma = math.sqrt(target * (1 - target) / n)
         assert abs(report.rates[category].value - target) <= 4 * sigma + 1 / n, category
-        lo, hi = report.rates[category].interval
-        assert lo <= report.rates[category].value <= hi
+        rate = report.rates[category]
+        lo, hi = rate.interval  # a 95% interval of the held-out count: ~ the normal width at n = 3000
+        p = rate.value
+        assert rate.total == n and lo < p < hi
+        assert abs((hi - lo) - 2 * 1.96 * math.sqrt(p * (1 - p) / n)) < 1e-3, category
     assert report.to_dict()["categories"][SAFETY]["one_pp_target_applies"]
     assert fit.false_refusal is not None and fit.false_refusal.total == n
 

@@ -11,7 +11,8 @@ from rt_middleware._extras import require
 
 
 def test_public_names_are_pinned() -> None:
-    assert sorted(rt_middleware.__all__, key=str.lower) == sorted(rt_middleware.__all__, key=str.lower)
+    names = rt_middleware.__all__
+    assert names == sorted(names) and len(set(names)) == len(names)  # sorted, no duplicates
     for name in ("RefusalTokenSchema", "TenantPolicy", "PolicyStore", "Decision", "RefusalRouter",
                  "UnknownTenantError", "load_default_backend"):
         assert name in rt_middleware.__all__
