@@ -149,7 +149,9 @@ class Evaluation:
     decision: Decision
     policy: TenantPolicy
     prefill: Prefill | None
-    """The decision's prefill when its cache can serve the answer (decided text == answered text)."""
+    """What a respond answer continues from: the decision's own prefill when the decided text is the
+    whole conversation; with history under ``decide_on: last_turn``, a second prefill of the whole
+    conversation (made by `evaluate` for respond decisions; its distribution is not the decision's)."""
     conversation: list[ChatMessage] | None = None
     """The whole conversation the answer is generated from."""
     decided_on: list[ChatMessage] | None = None
@@ -228,8 +230,9 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     ) -> Evaluation:
         """Decide on the part of the input the tenant's ``decide_on`` names.
 
-        The prefill is kept (`keep_cache`) when the decided text is the whole conversation, so the
-        answer continues from its KV cache; otherwise `act` prefills the conversation once more.
+        With `keep_cache`, `Evaluation.prefill` is what a respond answer continues from: the
+        decision's own prefill when it read the whole conversation (one prefill in all), else, for a
+        respond decision, a second prefill of the whole conversation (history under last_turn).
         Request errors (unknown tenant, bad input, prompt too long) raise; any other failure of
         the backend applies the tenant's ``fail_mode`` and is logged at WARNING.
         """
@@ -255,9 +258,19 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if requested is not None and requested != tenant:
             decision = dataclasses.replace(decision, requested_tenant=requested)
         self._record(decision, decided, started, policy)
-        return Evaluation(
+        evaluation = Evaluation(
             decision=decision, policy=policy, prefill=prefill, conversation=conversation, decided_on=decided
         )
+        if keep_cache and evaluation.needs_answer_prefill and decision.action == "respond" and self.respond_with is None:
+            # history under last_turn: the answer's own prefill, done here so that every consumer of
+            # `evaluation.prefill` (act, hand-offs, gateways) continues from the whole conversation
+            try:
+                evaluation.prefill = self._answer_prefill(evaluation)
+            except RequestError:
+                raise
+            except Exception as exc:
+                evaluation.decision = self._answer_failed(evaluation, exc)
+        return evaluation
 
     def _failed(self, policy: TenantPolicy, tenant: str, version: str, exc: BaseException) -> Decision:
         logger.warning(
@@ -293,6 +306,12 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if capped == self.generation.max_new_tokens:
             return self.generation
         return dataclasses.replace(self.generation, max_new_tokens=capped)
+
+    def answer_prefill(self, evaluation: Evaluation) -> Prefill:
+        """The prefill a respond answer continues from: the decision's own when it read the whole
+        conversation, else a second prefill of the whole conversation (``needs_answer_prefill``);
+        continue it with ``backend.stream(prefill, "respond", options)``."""
+        return self._answer_prefill(evaluation)
 
     def _answer_prefill(self, evaluation: Evaluation) -> Prefill:
         """The prefill the answer continues from: the decision's, or one of the whole conversation."""

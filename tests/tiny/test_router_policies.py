@@ -115,8 +115,13 @@ def test_history_under_last_turn_answers_from_the_whole_conversation(counting: C
     assert answer.text == router.invoke(HISTORY, cfg("conv")).text
     streamed = "".join(c.text for c in router.stream(HISTORY, cfg("turn")))
     assert streamed == answer.text
-    evaluation = router.evaluate(HISTORY, tenant_id="turn")
-    assert evaluation.needs_answer_prefill and evaluation.decided_on == LAST_TURN
+    counting.calls.clear()
+    evaluation = router.evaluate(HISTORY, tenant_id="turn")  # the answer's prefill is ready for any consumer
+    assert evaluation.decided_on == LAST_TURN and evaluation.prefill.input_ids == full
+    assert [kind for kind, _ in counting.calls] == ["distribution", "prefill"]
+    assert counting.generate(evaluation.prefill, "respond", GenerationOptions(max_new_tokens=6)) == answer.text
+    lazy = router.evaluate(HISTORY, tenant_id="turn", keep_cache=False)
+    assert lazy.needs_answer_prefill and router.act(lazy, HISTORY).text == answer.text
 
 
 def test_a_refused_turn_does_not_poison_the_next_under_last_turn(counting: CountingBackend) -> None:
