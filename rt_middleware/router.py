@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForChainRun
@@ -142,30 +142,63 @@ def _refusal_chunk(decision: Decision, **metadata: Any) -> AIMessageChunk:
     )
 
 
-@dataclass
 class Evaluation:
-    """A decision plus what is needed to act on it (without a second prefill where possible)."""
+    """A decision plus what is needed to act on it (without a second prefill where possible).
 
-    decision: Decision
-    policy: TenantPolicy
-    prefill: Prefill | None
-    """What a respond answer continues from: the decision's own prefill when the decided text is the
-    whole conversation; with history under ``decide_on: last_turn``, a second prefill of the whole
-    conversation (made by `evaluate` for respond decisions; its distribution is not the decision's)."""
-    conversation: list[ChatMessage] | None = None
-    """The whole conversation the answer is generated from."""
-    decided_on: list[ChatMessage] | None = None
-    """What the decision read (per the tenant's ``decide_on``)."""
+    `prefill` is what a respond answer continues from: the decision's own prefill when the decided
+    text is the whole conversation (one prefill in all). With history under ``decide_on: last_turn``
+    the decision read less than the answer needs; the whole conversation is then prefilled on first
+    access of `prefill` (its distribution is not the decision's), so consumers that never answer
+    with this backend (guard mode) never pay for it. If that prefill fails, `prefill` is None and
+    `decision` becomes the tenant's fail-mode decision.
+    """
+
+    def __init__(
+        self,
+        decision: Decision,
+        policy: TenantPolicy,
+        prefill: Prefill | None = None,
+        conversation: list[ChatMessage] | None = None,
+        decided_on: list[ChatMessage] | None = None,
+        *,
+        on_demand: Callable[[Evaluation], Prefill | None] | None = None,
+    ) -> None:
+        self.decision = decision
+        self.policy = policy
+        self._prefill = prefill
+        self.conversation = conversation
+        """The whole conversation the answer is generated from."""
+        self.decided_on = decided_on
+        """What the decision read (per the tenant's ``decide_on``)."""
+        self._on_demand = on_demand
+        self._lock = threading.Lock()
+
+    @property
+    def prefill(self) -> Prefill | None:
+        if self._prefill is None and self._on_demand is not None:
+            with self._lock:
+                if self._on_demand is not None:
+                    make, self._on_demand = self._on_demand, None
+                    self._prefill = make(self)
+        return self._prefill
+
+    @prefill.setter
+    def prefill(self, value: Prefill | None) -> None:
+        with self._lock:
+            self._prefill, self._on_demand = value, None
 
     @property
     def needs_answer_prefill(self) -> bool:
-        """True when answering costs a second prefill (history under ``decide_on: last_turn``)."""
+        """True while answering still costs a second prefill (history under ``decide_on: last_turn``)."""
         return (
-            self.prefill is None
+            self._prefill is None
             and self.decision.reason != "backend_error"
             and self.conversation is not None
             and self.decided_on != self.conversation
         )
+
+    def __repr__(self) -> str:
+        return f"Evaluation(decision={self.decision!r}, prefill={self._prefill!r})"
 
 
 class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
@@ -259,17 +292,9 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
             decision = dataclasses.replace(decision, requested_tenant=requested)
         self._record(decision, decided, started, policy)
         evaluation = Evaluation(
-            decision=decision, policy=policy, prefill=prefill, conversation=conversation, decided_on=decided
+            decision, policy, prefill, conversation, decided,
+            on_demand=self._prefill_or_fail if keep_cache and prefill is None else None,
         )
-        if keep_cache and evaluation.needs_answer_prefill and decision.action == "respond" and self.respond_with is None:
-            # history under last_turn: the answer's own prefill, done here so that every consumer of
-            # `evaluation.prefill` (act, hand-offs, gateways) continues from the whole conversation
-            try:
-                evaluation.prefill = self._answer_prefill(evaluation)
-            except RequestError:
-                raise
-            except Exception as exc:
-                evaluation.decision = self._answer_failed(evaluation, exc)
         return evaluation
 
     def _failed(self, policy: TenantPolicy, tenant: str, version: str, exc: BaseException) -> Decision:
@@ -316,13 +341,27 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def _answer_prefill(self, evaluation: Evaluation) -> Prefill:
         """The prefill the answer continues from: the decision's, or one of the whole conversation."""
         self._no_continuation(evaluation)
-        if evaluation.prefill is not None:
-            return evaluation.prefill
+        if evaluation._prefill is not None:
+            return evaluation._prefill
         if evaluation.conversation is None:
             raise BackendError("this evaluation kept no prefill and no conversation to answer from")
         # decided text != answered text (history under decide_on: last_turn): a second prefill,
         # whose first token is then forced to [respond]; its own distribution is not used
-        return self.backend.prefill(evaluation.conversation)
+        prefill = self.backend.prefill(evaluation.conversation)
+        evaluation.prefill = prefill
+        return prefill
+
+    def _prefill_or_fail(self, evaluation: Evaluation) -> Prefill | None:
+        """`Evaluation.prefill` on first access: the answer's prefill, or None and the fail mode."""
+        if evaluation.decision.reason == "backend_error":
+            return None
+        try:
+            return self._answer_prefill(evaluation)
+        except RequestError:
+            raise
+        except Exception as exc:
+            evaluation.decision = self._answer_failed(evaluation, exc)
+            return None
 
     def _answer_failed(self, evaluation: Evaluation, exc: BaseException) -> Decision:
         decision = evaluation.decision

@@ -116,8 +116,10 @@ def test_history_under_last_turn_answers_from_the_whole_conversation(counting: C
     streamed = "".join(c.text for c in router.stream(HISTORY, cfg("turn")))
     assert streamed == answer.text
     counting.calls.clear()
-    evaluation = router.evaluate(HISTORY, tenant_id="turn")  # the answer's prefill is ready for any consumer
-    assert evaluation.decided_on == LAST_TURN and evaluation.prefill.input_ids == full
+    evaluation = router.evaluate(HISTORY, tenant_id="turn")
+    assert evaluation.decided_on == LAST_TURN and evaluation.needs_answer_prefill
+    assert [kind for kind, _ in counting.calls] == ["distribution"]  # guard mode never pays more
+    assert evaluation.prefill.input_ids == full  # any consumer of .prefill gets the answer's prefill
     assert [kind for kind, _ in counting.calls] == ["distribution", "prefill"]
     assert counting.generate(evaluation.prefill, "respond", GenerationOptions(max_new_tokens=6)) == answer.text
     lazy = router.evaluate(HISTORY, tenant_id="turn", keep_cache=False)
