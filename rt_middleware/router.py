@@ -171,7 +171,7 @@ class Evaluation:
         self.decided_on = decided_on
         """What the decision read (per the tenant's ``decide_on``)."""
         self._on_demand = on_demand
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the on-demand prefill sets `prefill` while holding it
 
     @property
     def prefill(self) -> Prefill | None:
