@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForChainRun
+from langchain_core.callbacks import CallbackManager, CallbackManagerForChainRun
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -101,6 +101,25 @@ def to_conversation(value: RouterInput) -> list[ChatMessage]:
         else:
             out.append(ChatMessage("user", text))
     return out
+
+
+def _decision_run(
+    config: RunnableConfig | None, conversation: list[ChatMessage] | None, *, tenant: str, policy_version: str
+) -> CallbackManagerForChainRun | None:
+    """Start a ``refusal_decision`` run on the config's (or the surrounding run's) callbacks."""
+    config = ensure_config(config)
+    manager = CallbackManager.configure(
+        inheritable_callbacks=config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+        local_metadata={"tenant": tenant, "policy_version": policy_version},
+    )
+    if not manager.handlers:
+        return None
+    inputs: dict[str, Any] = {"tenant": tenant}
+    if conversation is not None:
+        inputs["messages"] = [{"role": m.role, "content": m.content} for m in conversation]
+    return manager.on_chain_start(None, inputs, name="refusal_decision")
 
 
 def _prepend(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
@@ -245,7 +264,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def decide(
         self, input: RouterInput, *, tenant_id: str | None = None, config: RunnableConfig | None = None
     ) -> Decision:
-        """The decision alone (one prefill, nothing generated)."""
+        """The decision alone (one prefill, nothing generated); traced as a ``refusal_decision`` run."""
         return self.evaluate(input, tenant_id=tenant_id, config=config, keep_cache=False).decision
 
     async def adecide(
@@ -260,20 +279,47 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         tenant_id: str | None = None,
         config: RunnableConfig | None = None,
         keep_cache: bool = True,
+        trace_payload: bool = True,
     ) -> Evaluation:
         """Decide on the part of the input the tenant's ``decide_on`` names.
 
         With `keep_cache`, `Evaluation.prefill` is what a respond answer continues from: the
-        decision's own prefill when it read the whole conversation (one prefill in all), else, for a
-        respond decision, a second prefill of the whole conversation (history under last_turn).
+        decision's own prefill when it read the whole conversation (one prefill in all), else a
+        second prefill of the whole conversation, made on first access (history under last_turn).
         Request errors (unknown tenant, bad input, prompt too long) raise; any other failure of
         the backend applies the tenant's ``fail_mode`` and is logged at WARNING.
+
+        Traced (where `config` or the surrounding run has callbacks) as a run named
+        ``refusal_decision``: outputs ``Decision.to_dict()``, metadata ``tenant`` and
+        ``policy_version``; its inputs hold the decided messages unless ``trace_payload=False``.
         """
         started = time.perf_counter()
         requested = self._tenant(config, tenant_id)
         tenant, policy, version = self.policies.resolve(requested)
         conversation = to_conversation(input)
         decided = as_conversation(messages_to_decide_on(conversation, policy.decide_on))
+        run = _decision_run(config, decided if trace_payload else None, tenant=tenant, policy_version=version)
+        try:
+            evaluation = self._evaluate(conversation, decided, tenant, requested, policy, version, keep_cache, started)
+        except BaseException as exc:
+            if run is not None:
+                run.on_chain_error(exc)
+            raise
+        if run is not None:
+            run.on_chain_end(evaluation.decision.to_dict())
+        return evaluation
+
+    def _evaluate(
+        self,
+        conversation: list[ChatMessage],
+        decided: list[ChatMessage],
+        tenant: str,
+        requested: str | None,
+        policy: TenantPolicy,
+        version: str,
+        keep_cache: bool,
+        started: float,
+    ) -> Evaluation:
         sampling = {"temperature": policy.temperature, "logit_bias": policy.logit_bias}
         prefill: Prefill | None = None
         try:
@@ -291,11 +337,10 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if requested is not None and requested != tenant:
             decision = dataclasses.replace(decision, requested_tenant=requested)
         self._record(decision, decided, started, policy)
-        evaluation = Evaluation(
+        return Evaluation(
             decision, policy, prefill, conversation, decided,
             on_demand=self._prefill_or_fail if keep_cache and prefill is None else None,
         )
-        return evaluation
 
     def _failed(self, policy: TenantPolicy, tenant: str, version: str, exc: BaseException) -> Decision:
         logger.warning(
@@ -492,8 +537,9 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     def _invoke(
         self, input: RouterInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> BaseMessage:
-        evaluation = self.evaluate(input, config=config)
-        return self.act(evaluation, input, patch_config(config, callbacks=run_manager.get_child()))
+        child = patch_config(config, callbacks=run_manager.get_child())
+        evaluation = self.evaluate(input, config=child)
+        return self.act(evaluation, input, child)
 
     def invoke(self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
         return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
@@ -507,8 +553,8 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         items = list(inputs)
         if len(items) != 1:
             raise InvalidInputError("RefusalRouter.stream takes exactly one input")
-        evaluation = self.evaluate(items[0], config=config)
         child = patch_config(config, callbacks=run_manager.get_child())
+        evaluation = self.evaluate(items[0], config=child)
         yield from self.act_stream(evaluation, items[0], child)
 
     def stream(

@@ -26,7 +26,8 @@ def route(
     The tenant's ``decide_on`` applies (a single prompt is one turn either way). A route decision
     names the route that fired; the CLI binds no runnable to routes, so nothing answers it.
     """
-    from rt_middleware.backends import GenerationOptions, load_backend
+    from rt_middleware.backends import GenerationOptions
+    from rt_middleware.loading import load_backend
     from rt_middleware.messages import check_text
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
