@@ -122,10 +122,52 @@ def _decision_run(
     return manager.on_chain_start(None, inputs, name="refusal_decision")
 
 
-def _prepend(head: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    if head is not None:
-        yield head
-    yield from rest
+class _ModelChunks(Iterator[str]):
+    """The model's answer text; a fault before the first chunk surfaces at the first `next`, one
+    after it becomes a BackendError (text went out, so no fail mode applies); `finish_reason`."""
+
+    def __init__(self, router: RefusalRouter, evaluation: Evaluation) -> None:
+        self._router, self._evaluation = router, evaluation
+        self._stream: Any = None
+
+    @property
+    def finish_reason(self) -> str | None:
+        return getattr(self._stream, "finish_reason", None)
+
+    def __next__(self) -> str:
+        if self._stream is None:
+            prefill = self._router._answer_prefill(self._evaluation)
+            self._stream = self._router.backend.stream(prefill, "respond", self._router._options(self._evaluation.policy))
+            return next(self._stream)
+        try:
+            return next(self._stream)
+        except (StopIteration, RTError):
+            raise
+        except Exception as exc:
+            raise BackendError(f"the backend failed while streaming: {_error_text(exc)}") from exc
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+class _Prepended(Iterator[str]):
+    def __init__(self, head: str | None, rest: _ModelChunks) -> None:
+        self._head, self._rest = head, rest
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._rest.finish_reason
+
+    def __next__(self) -> str:
+        if self._head is not None:
+            head, self._head = self._head, None
+            return head
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._rest.close()
 
 
 def refusal_message(decision: Decision, **metadata: Any) -> AIMessage:
@@ -451,14 +493,18 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
             return self._with_decision(delegate.invoke(input, config), decision)
         try:
             prefill = self._answer_prefill(evaluation)
-            text = self.backend.generate(prefill, "respond", self._options(evaluation.policy))
+            generation = self.backend.complete(prefill, "respond", self._options(evaluation.policy))
         except RequestError:
             raise
         except Exception as exc:
             if decision.reason == "backend_error":  # fail-open with nothing to answer with
                 raise
             return self._fallback(evaluation, exc, input, config)
-        return AIMessage(content=text, response_metadata={"refusal_decision": decision.to_dict(), **self._metadata()})
+        return AIMessage(
+            content=generation.text,
+            response_metadata={"refusal_decision": decision.to_dict(), **self._metadata(),
+                               "finish_reason": generation.finish_reason},
+        )
 
     def _fallback(
         self, evaluation: Evaluation, exc: BaseException, input: RouterInput, config: RunnableConfig | None
@@ -489,7 +535,7 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if delegate is not None:
             chunks: Iterator[Any] = delegate.stream(input, config)
         else:
-            chunks = self._model_chunks(evaluation)
+            model_chunks = chunks = self._model_chunks(evaluation)
             try:
                 head = next(chunks, None)  # a failure before any text still gets the fail mode
             except RequestError:
@@ -506,32 +552,29 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
                 meta = {"refusal_decision": failed.to_dict(), **self._metadata()}
                 chunks = self.respond_with.stream(input, config)
             else:
-                chunks = _prepend(head, chunks)
+                chunks = _Prepended(head, model_chunks)
         first = True
-        for piece in chunks:
-            chunk = piece if isinstance(piece, BaseMessageChunk) else AIMessageChunk(
-                content=piece.text if isinstance(piece, BaseMessage) else str(piece)
-            )
-            if first:
-                chunk = chunk.model_copy(update={"response_metadata": {**chunk.response_metadata, **meta}})
-                first = False
-            yield chunk
-        if first:
-            yield AIMessageChunk(content="", response_metadata=meta)
-
-    def _model_chunks(self, evaluation: Evaluation) -> Iterator[str]:
-        prefill = self._answer_prefill(evaluation)
-        stream = self.backend.stream(prefill, "respond", self._options(evaluation.policy))
         try:
-            yield from stream
-        except RTError:
-            raise
-        except Exception as exc:  # mid-stream: text went out already, so no fail mode, but typed
-            raise BackendError(f"the backend failed while streaming: {_error_text(exc)}") from exc
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
+            for piece in chunks:
+                chunk = piece if isinstance(piece, BaseMessageChunk) else AIMessageChunk(
+                    content=piece.text if isinstance(piece, BaseMessage) else str(piece)
+                )
+                if first:
+                    chunk = chunk.model_copy(update={"response_metadata": {**chunk.response_metadata, **meta}})
+                    first = False
+                yield chunk
+        finally:  # a consumer that stops early ends the model's generation now
+            close = getattr(chunks, "close", None)
+            if callable(close):
                 close()
+        finish = getattr(chunks, "finish_reason", None)
+        if first:
+            yield AIMessageChunk(content="", response_metadata={**meta, "finish_reason": finish})
+        elif finish is not None:  # the model's own answer: how it ended, on a last empty chunk
+            yield AIMessageChunk(content="", response_metadata={"finish_reason": finish})
+
+    def _model_chunks(self, evaluation: Evaluation) -> _ModelChunks:
+        return _ModelChunks(self, evaluation)
 
     # ---- Runnable interface --------------------------------------------------------------------
     def _invoke(

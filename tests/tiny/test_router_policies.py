@@ -321,3 +321,12 @@ def test_audit_callable_and_opt_in_text(tiny_backend) -> None:
     assert seen[0]["prompt"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "hello world"}]
     failing = make_router(tiny_backend, {"a": {"categories": OPEN}}, audit=lambda _r: 1 / 0)
     assert failing.decide("hello world", tenant_id="a").action == "respond"  # a broken sink never fails a request
+
+
+def test_answers_report_finish_reason(tiny_backend) -> None:
+    router = make_router(tiny_backend, {"a": {"categories": OPEN}}, generation=GenerationOptions(max_new_tokens=2))
+    out = router.invoke("hello world", cfg("a"))
+    assert out.response_metadata["finish_reason"] in ("stop", "length", "context")
+    chunks = list(router.stream("hello world", cfg("a")))
+    assert chunks[-1].response_metadata["finish_reason"] == out.response_metadata["finish_reason"]
+    assert "".join(c.text for c in chunks) == out.text

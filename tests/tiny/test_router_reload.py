@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from conftest import PROMPTS
+from tiny_model import PROMPTS
 
 from rt_middleware import PolicyStore, RefusalRouter
 from rt_middleware.tokens import COCONOT_CATEGORIES
