@@ -273,7 +273,7 @@ def report(r: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:1 or cpu")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when torch sees one)")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="default: bfloat16 on cuda, float32 on cpu")
@@ -289,6 +289,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (5)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
+    import torch
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
     # the reference's sizes; the tiny shape (CI, CPU) uses small ones so the run stays short
     small = args.shape == "tiny"
@@ -296,8 +299,6 @@ def main() -> None:
     args.batch_prompt_tokens = args.batch_prompt_tokens or (64 if small else 256)
     args.new_tokens = args.new_tokens or (16 if small else 64)
     args.repeats = args.repeats or (3 if small else 5)
-
-    import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no CUDA device here (use --device cpu)")
