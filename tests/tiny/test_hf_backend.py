@@ -84,7 +84,18 @@ def test_continuation_reuses_the_cache_and_equals_greedy(talkative) -> None:
     for text in PROMPTS[:3]:
         prefill = backend.prefill(text)
         ids = [*prefill.input_ids, backend.tokens.ids["respond"]]
-        text_out = backend.generate(prefill, "respond", GenerationOptions(max_new_tokens=12))
+        lengths: list[int] = []
+
+        def record(_module, args, kwargs, lengths=lengths) -> None:
+            ids_in = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]
+            lengths.append(ids_in.shape[-1])
+
+        hook = model.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            text_out = backend.generate(prefill, "respond", GenerationOptions(max_new_tokens=12))
+        finally:
+            hook.remove()
+        assert lengths and all(n == 1 for n in lengths), lengths  # one new token per step: the cache is reused
         with torch.no_grad():
             full = model.generate(
                 torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
