@@ -84,6 +84,9 @@ class HFBackend(BaseBackend):
     Thread-safe for concurrent requests: each prefill owns its cache, tokenization uses private
     tokenizer copies fixed at construction (`ChatEncoder`), sampling uses a per-request
     `torch.Generator`. On CPU, concurrent requests share the cores, so throughput rises little.
+
+    Construction registers a forward pre-hook on up to 4 decoder layers of `model` (once per
+    model; a no-op outside a request with a deadline): that is how deadlines interrupt a forward.
     """
 
     def __init__(

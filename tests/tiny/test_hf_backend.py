@@ -393,6 +393,10 @@ def test_deadlines_raise_backend_timeout(talkative) -> None:
     with pytest.raises(BackendTimeoutError):
         slow.prefill("hello world")
     assert backend.prefill("hello world", timeout=60).distribution  # a generous deadline is fine
+    from rt_middleware.backends._hf_generation import install_deadline_hooks
+
+    assert install_deadline_hooks(model) == 2  # both tiny layers check; installed once per model
+    assert sum(len(layer._forward_pre_hooks) for layer in model.model.layers) == 2
     with pytest.raises(ValueError, match="timeout"):
         GenerationOptions(timeout=0)
 
