@@ -307,7 +307,13 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
                     tenant_id=tenant,
                 )
         messages = [{"role": m.role, "content": m.content} for m in conversation]
-        return router.evaluate(messages, tenant_id=tenant)
+        evaluation = router.evaluate(messages, tenant_id=tenant)
+        if evaluation.decision.action == "respond":
+            # under decide_on: last_turn the answer's prefill happens on first access: here, in this
+            # worker thread and within the deadline, never in the event loop (it may change the decision
+            # to the fail mode, so the handler reads the decision afterwards)
+            _ = evaluation.prefill
+        return evaluation
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

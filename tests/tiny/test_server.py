@@ -284,3 +284,12 @@ def test_langchain_chat_openai(served, setup) -> None:
     assert streamed == answer.text
     with pytest.raises(openai.AuthenticationError):
         lc.ChatOpenAI(base_url=f"{served.url}/v1", api_key="rt-nope", model="tiny", max_retries=0).invoke("hi")
+
+
+def test_multi_turn_answer_continues_the_whole_conversation(served, setup, backend) -> None:
+    """decide_on: last_turn (the default) decides on the last turn; the answer still reads everything."""
+    history = [{"role": "user", "content": "hello world"}, {"role": "assistant", "content": "hi"}, *USER]
+    out = client(served, setup["key"]["open"]).chat.completions.create(model="tiny", messages=history, max_tokens=8)
+    assert out.model_extra["refusal_decision"]["action"] == "respond"
+    want = backend.generate(backend.prefill(history), options=GenerationOptions(max_new_tokens=8))
+    assert out.choices[0].message.content == want
