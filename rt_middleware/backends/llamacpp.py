@@ -19,11 +19,14 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import difflib
+import inspect
 import json
+import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rt_middleware._extras import require
-from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
+from rt_middleware.backends.base import (
+    BaseBackend,
+    FinishReason,
+    GenerationOptions,
+    Prefill,
+    request_deadline,
+)
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
 from rt_middleware.errors import (
     BackendError,
@@ -40,15 +49,16 @@ from rt_middleware.errors import (
     InvalidInputError,
     RTError,
     TokenSchemaError,
+    UnsafeTokenizationError,
 )
 from rt_middleware.messages import Conversation
-from rt_middleware.templating import render_pieces
+from rt_middleware.templating import check_text, render_pieces
 from rt_middleware.tokens import RefusalTokenSchema, ResolvedTokens
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-__all__ = ["LlamaCppBackend", "last_logits", "resolve_llamacpp_tokens"]
+__all__ = ["LlamaCppBackend", "control_token_ids", "last_logits", "resolve_llamacpp_tokens"]
 
 _GGUF_MAGIC = b"GGUF"
 _TEMPLATE_TOKENS = {  # chat-template variable -> GGUF metadata key of its token id
@@ -85,6 +95,14 @@ def token_bytes(llm: Llama, token: int, *, special: bool = False) -> bytes:
     return buffer.raw[: max(n, 0)]
 
 
+def control_token_ids(llm: Llama) -> frozenset[int]:
+    """Ids llama.cpp types CONTROL: matched only in template text (``special=True``), never in user text."""
+    import llama_cpp
+
+    vocab = llm._model.vocab
+    return frozenset(i for i in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_control(vocab, i))
+
+
 def is_end_of_generation(llm: Llama, token: int) -> bool:
     """EOS, end-of-turn (e.g. ``<|im_end|>``) and the like, as llama.cpp classifies them."""
     import llama_cpp
@@ -94,6 +112,7 @@ def is_end_of_generation(llm: Llama, token: int) -> bool:
 
 # ---- tokens -------------------------------------------------------------------------------------------
 def _tokenize(llm: Llama, text: str, *, special: bool) -> list[int]:
+    """Tokenize with the per-call `special` flag: llama.cpp keeps no tokenizer state between calls."""
     return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
 
@@ -156,9 +175,13 @@ class _Pool:
         self._cond = threading.Condition()
         self._wait_timeout = wait_timeout
 
-    def acquire(self, lease: _Lease | None = None) -> tuple[_Slot, bool]:
-        """A slot made busy, and whether its KV cache still holds `lease`'s prompt."""
-        deadline = None if self._wait_timeout is None else time.monotonic() + self._wait_timeout
+    def acquire(self, lease: _Lease | None = None, deadline: float | None = None) -> tuple[_Slot, bool]:
+        """A slot made busy, and whether its KV cache still holds `lease`'s prompt.
+
+        Waits at most `wait_timeout`, and never past the request's `deadline` (monotonic time).
+        """
+        wait_end = None if self._wait_timeout is None else time.monotonic() + self._wait_timeout
+        end = min((t for t in (wait_end, deadline) if t is not None), default=None)
         with self._cond:
             while True:
                 slot = lease.slot if lease is not None else None
@@ -171,8 +194,13 @@ class _Pool:
                 if chosen is not None:
                     self._take(chosen)
                     return chosen, False
-                remaining = None if deadline is None else deadline - time.monotonic()
+                remaining = None if end is None else end - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if end == deadline:
+                        raise BackendTimeoutError(
+                            "the request deadline (timeout) passed while every llama.cpp "
+                            "instance was busy"
+                        )
                     raise BackendTimeoutError(
                         f"every llama.cpp instance stayed busy for {self._wait_timeout:.0f} s; "
                         "raise pool_size or wait_timeout"
@@ -194,16 +222,73 @@ class _Pool:
             self._cond.notify_all()
 
 
+_END = object()
+
+
+class _Generation:
+    """One continuation: a worker thread fills it, the consumer drains it at its own pace.
+
+    The buffer holds at most `max_new_tokens` text pieces (the worker never produces more), so it
+    is bounded by the request itself; the instance is released as soon as generation ends, not
+    when the consumer has read everything.
+    """
+
+    def __init__(self) -> None:
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.cancelled = threading.Event()
+        self.finish_reason: FinishReason | None = None
+
+    def put(self, text: str) -> None:
+        self._items.put(text)
+
+    def finish(self, reason: FinishReason) -> None:
+        self.finish_reason = reason
+        self._items.put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        self._items.put(error)
+
+    def drain(self, deadline: float | None) -> Iterator[str]:
+        while True:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                item = self._items.get(timeout=timeout)
+            except queue.Empty:
+                raise BackendTimeoutError(
+                    "llama.cpp did not finish generating before the request deadline (timeout)"
+                ) from None
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
 # ---- the backend --------------------------------------------------------------------------------------
 class LlamaCppBackend(BaseBackend):
     """Decision distributions and KV-cache continuations from a GGUF model in llama.cpp.
 
     `model` is a GGUF path or a `llama_cpp.Llama` you built (then `pool_size` must be 1 and the
     loading options are yours). `n_ctx` defaults to the model's trained context. `pool_size` > 1
-    loads that many instances for parallel requests.
+    loads that many instances for parallel requests; with llama.cpp's default mmap loading they
+    share the weights' memory on CPU (each instance adds its own KV cache and compute buffers).
+    Other `Llama` options (`n_gpu_layers`, `n_batch`, `flash_attn`, `use_mlock`, ...) pass
+    through as keyword arguments; an unknown name is a ConfigError, not silently ignored.
     `f32_kv_cache` trades memory for HF parity (llama.cpp's default F16 cache moves probabilities
     by ~1e-3). Tokens are never added implicitly: a template that wants BOS renders ``bos_token``.
-    `wait_timeout` bounds the wait for a busy instance (then BackendTimeoutError, retryable).
+
+    `wait_timeout` bounds the wait for a busy instance; `timeout` (seconds, None = none) is the
+    default deadline of each prefill and each continuation (see `BaseBackend`): it covers waiting,
+    prompt evaluation (checked between `n_batch` chunks) and generation (checked per token). Both
+    raise BackendTimeoutError (retryable); any other failure is a BackendError with the original
+    exception as its cause, so the tenant's fail mode applies.
+
+    With `reuse_prefix`, a prompt that starts with tokens an instance already holds in its KV
+    cache (a shared system prompt) evaluates only the rest, as `Llama.generate` does; the
+    probabilities then equal a fresh evaluation's within float rounding (~1e-6), not bit for bit.
+
+    Generation runs on a worker thread into a buffer the consumer reads at its own pace: the
+    instance is released when generation ends, so a slow stream reader never holds it.
     """
 
     def __init__(
@@ -218,14 +303,25 @@ class LlamaCppBackend(BaseBackend):
         f32_kv_cache: bool = False,
         model_name: str | None = None,
         wait_timeout: float | None = 300.0,
+        timeout: float | None = None,
+        reuse_prefix: bool = True,
+        **llama_kwargs: Any,
     ) -> None:
         llama_cpp = require("llama_cpp", extra="llamacpp", feature="LlamaCppBackend", package="llama-cpp-python")
         require("jinja2", extra="llamacpp", feature="LlamaCppBackend")
         if pool_size < 1:
             raise ConfigError(f"pool_size must be >= 1, got {pool_size}")
+        for name, value in (("wait_timeout", wait_timeout), ("timeout", timeout)):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds or None, got {value!r}")
         if isinstance(model, llama_cpp.Llama):
             if pool_size != 1:
                 raise ConfigError("a Llama instance you built makes a pool of one; pass a GGUF path for pool_size > 1")
+            if llama_kwargs or n_threads is not None or f32_kv_cache:
+                raise ConfigError(
+                    "loading options (n_threads, f32_kv_cache, Llama keyword arguments) apply to a GGUF "
+                    "path; a Llama instance you built keeps its own"
+                )
             instances = [model]
             self._owned = False
             default_name = Path(getattr(model, "model_path", "") or "llama").stem
@@ -234,13 +330,23 @@ class LlamaCppBackend(BaseBackend):
             kwargs: dict[str, Any] = {"n_ctx": n_ctx or 0, "n_threads": n_threads, "verbose": False}
             if f32_kv_cache:
                 kwargs.update(type_k=0, type_v=0)  # GGML_TYPE_F32
-            instances = [_load_llama(llama_cpp, path, kwargs) for _ in range(pool_size)]
+            kwargs.update(_checked_llama_kwargs(llama_cpp, llama_kwargs))
+            instances = []
+            try:
+                for _ in range(pool_size):
+                    instances.append(_load_llama(llama_cpp, path, kwargs))
+            except BaseException:
+                for llm in instances:
+                    llm.close()
+                raise
             self._owned = True
             default_name = path.stem
         else:
             raise ConfigError(f"model must be a GGUF path or a llama_cpp.Llama, got {type(model).__name__}")
 
         self._pool = _Pool(instances, wait_timeout)
+        self.timeout = timeout
+        self.reuse_prefix = reuse_prefix and not any(_is_recurrent(llm) for llm in instances)
         try:
             self._configure(instances[0], schema, n_ctx, chat_template)
         except BaseException:
@@ -258,6 +364,7 @@ class LlamaCppBackend(BaseBackend):
         # llama.cpp pads n_ctx up (to 256): enforce the size asked for
         self.max_context = min(n_ctx or trained, llm.n_ctx(), trained)
         self.tokens = resolve_llamacpp_tokens(llm, schema or _detect_schema(llm))
+        self._control_ids = control_token_ids(llm) | self.tokens.id_set
         template = chat_template or metadata.get("tokenizer.chat_template")
         if not template:
             raise ConfigError("the GGUF has no chat template (tokenizer.chat_template); pass chat_template=")
@@ -276,8 +383,15 @@ class LlamaCppBackend(BaseBackend):
 
     # ---- template ------------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> list[int]:
-        """Template pieces with ``special=True``, message text with ``special=False``; no implicit BOS."""
+        """Template pieces with ``special=True``, message text with ``special=False``; no implicit BOS.
+
+        Thread-safe: `special` is an argument of each llama.cpp tokenize call, not shared state.
+        Defence in depth: message text that still tokenizes to a CONTROL id (a decision token,
+        ``<|im_start|>``...) raises UnsafeTokenizationError instead of reaching the model.
+        """
         import jinja2
+
+        check_text(conversation)
 
         def render(messages: list[dict[str, str]]) -> str:
             try:
@@ -288,36 +402,68 @@ class LlamaCppBackend(BaseBackend):
                 raise InvalidInputError(f"the chat template rejected this conversation: {exc}") from exc
 
         ids: list[int] = []
-        for text, is_message in render_pieces(render, conversation):
-            ids.extend(_tokenize(self._tokenizer_llm, text, special=not is_message))
+        with self._errors():
+            for text, is_message in render_pieces(render, conversation):
+                piece = _tokenize(self._tokenizer_llm, text, special=not is_message)
+                if is_message and not self._control_ids.isdisjoint(piece):
+                    leaked = sorted(self._control_ids.intersection(piece))
+                    raise UnsafeTokenizationError(
+                        f"message text tokenized to control token id(s) {leaked}; the request was not run"
+                    )
+                ids.extend(piece)
         return ids
 
     # ---- model calls ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
+        """Every failure below becomes a BackendError (the original kept as its cause)."""
         try:
             yield
         except RTError:
             raise
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise BackendError(f"llama.cpp failed: {exc}") from exc
+        except Exception as exc:
+            raise BackendError(f"llama.cpp failed: {type(exc).__name__}: {exc}") from exc
+
+    def _eval_prompt(self, llm: Llama, ids: list[int], deadline: float | None) -> int:
+        """Make `ids` the instance's whole context; return how many tokens were evaluated.
+
+        The longest prefix the KV cache already holds is kept (at least the last token is
+        evaluated again, for fresh logits); the rest is evaluated in `n_batch` chunks with the
+        deadline checked between them.
+        """
+        keep = _common_prefix(llm, ids) if self.reuse_prefix else 0
+        if keep and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0
+        if keep:
+            llm.n_tokens = keep
+        else:
+            llm.reset()
+        step = max(int(llm.n_batch), 1)
+        for start in range(keep, len(ids), step):
+            _check_deadline(deadline)
+            llm.eval(ids[start : start + step])
+        return len(ids) - keep
 
     def _first_step(
-        self, llm: Llama, ids: list[int], temperature: float, bias: Mapping[str, float]
+        self, llm: Llama, ids: list[int], temperature: float, bias: Mapping[str, float], deadline: float | None
     ) -> FirstTokenDistribution:
-        with self._errors():
-            llm.reset()
-            llm.eval(ids)
-            row = last_logits(llm)
+        try:
+            with self._errors():
+                self._eval_prompt(llm, ids, deadline)
+                row = last_logits(llm)
+        except BaseException:
+            llm.reset()  # a failed or interrupted eval leaves nothing worth reusing
+            raise
         return distribution_from_logits(
             row, self.tokens, temperature=temperature, logit_bias=bias, prompt_tokens=len(ids)
         )
 
     def _prefill_ids(self, ids: list[int], temperature: float, logit_bias: Mapping[str, float]) -> Prefill:
-        slot, _ = self._pool.acquire()
+        deadline = request_deadline()
+        slot, _ = self._pool.acquire(deadline=deadline)
         lease: _Lease | None = None
         try:
-            distribution = self._first_step(slot.llm, ids, temperature, logit_bias)
+            distribution = self._first_step(slot.llm, ids, temperature, logit_bias, deadline)
             lease = _Lease(prompt=list(ids))
         finally:
             self._pool.release(slot, lease)
@@ -327,59 +473,143 @@ class LlamaCppBackend(BaseBackend):
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
     ) -> list[FirstTokenDistribution]:
         out = []
+        deadline = request_deadline()
         for ids in batch:  # llama.cpp evaluates one sequence per context: no padding batch here
-            slot, _ = self._pool.acquire()
+            slot, _ = self._pool.acquire(deadline=deadline)
             try:
-                out.append(self._first_step(slot.llm, ids, temperature, logit_bias))
+                out.append(self._first_step(slot.llm, ids, temperature, logit_bias, deadline))
             finally:
                 self._pool.release(slot)
         return out
 
-    def _stream_ids(self, prefill: Prefill, token_id: int, options: GenerationOptions) -> Iterator[str]:
+    def _stream_ids(
+        self, prefill: Prefill, token_id: int, options: GenerationOptions
+    ) -> Generator[str, None, FinishReason | None]:
         lease = prefill.take_state()
         if not isinstance(lease, _Lease):
             raise ConfigError("this Prefill was not made by this LlamaCppBackend")
-        slot, cached = self._pool.acquire(lease)
+        deadline = None if options.timeout is None else time.monotonic() + options.timeout
+        slot, cached = self._pool.acquire(lease, deadline)
+        generation = _Generation()
         try:
-            llm = slot.llm
-            with self._errors():
-                if not cached:  # another request took the slot: the same evals again, same logits
-                    llm.reset()
-                    llm.eval(lease.prompt)
-                llm.eval([token_id])
-            yield from self._sample(llm, options, room=self.max_context - len(lease.prompt) - 1)
-        finally:
+            worker = threading.Thread(
+                target=self._generate,
+                args=(slot, lease.prompt, cached, token_id, options, deadline, generation),
+                name="rt-llamacpp-generate",
+            )
+            worker.start()
+        except BaseException:
             self._pool.release(slot)
+            raise
+        try:
+            yield from generation.drain(deadline)
+        finally:
+            generation.cancelled.set()  # a consumer that stops early stops the worker at the next token
+        return generation.finish_reason
 
-    def _sample(self, llm: Llama, options: GenerationOptions, room: int) -> Iterator[str]:
-        rng = np.random.default_rng(options.seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for _ in range(min(options.max_new_tokens, room)):
+    def _generate(
+        self,
+        slot: _Slot,
+        prompt: list[int],
+        cached: bool,
+        token_id: int,
+        options: GenerationOptions,
+        deadline: float | None,
+        generation: _Generation,
+    ) -> None:
+        """The worker: evaluate, sample with llama.cpp's sampler chain, hand text over; always ends."""
+        llm = slot.llm
+        reason: FinishReason = "length"
+        try:
             with self._errors():
-                token = _choose(last_logits(llm), options, rng)
-                if is_end_of_generation(llm, token):
-                    break
-                text = decoder.decode(token_bytes(llm, token))
-            if text:
-                yield text
-            with self._errors():
-                llm.eval([token])
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+                if not cached:  # another request took the slot: evaluate again (a cached prefix is kept)
+                    self._eval_prompt(llm, prompt, deadline)
+                llm.eval([token_id])
+                room = self.max_context - len(prompt) - 1
+                limit = min(options.max_new_tokens, room)
+                reason = "length" if options.max_new_tokens <= room else "context"
+                sampler = _sampler(options)
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                try:
+                    for step in range(limit):
+                        if generation.cancelled.is_set():
+                            break
+                        _check_deadline(deadline)
+                        token = sampler.sample(llm._ctx, -1)
+                        if is_end_of_generation(llm, token):
+                            reason = "stop"
+                            break
+                        text = decoder.decode(token_bytes(llm, token))
+                        if text:
+                            generation.put(text)
+                        if step + 1 < limit:
+                            llm.eval([token])
+                finally:
+                    sampler.close()
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    generation.put(tail)
+        except BaseException as exc:  # handed to the consumer, whose thread raises it
+            llm.reset()
+            self._pool.release(slot)
+            generation.fail(exc)
+            return
+        self._pool.release(slot)
+        generation.finish(reason)
 
 
-def _choose(logits: np.ndarray, options: GenerationOptions, rng: np.random.Generator) -> int:
-    """Greedy at temperature 0; otherwise nucleus sampling from logits / temperature."""
+def _sampler(options: GenerationOptions) -> Any:
+    """llama.cpp's sampler chain: greedy at temperature 0, else temperature -> top-p -> seeded draw."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaSampler
+
+    sampler = LlamaSampler()
     if options.temperature == 0:
-        return int(np.argmax(logits))
-    z = logits.astype(np.float64) / options.temperature
-    probs = np.exp(z - z.max())
-    probs /= probs.sum()
-    order = np.argsort(-probs, kind="stable")
-    keep = int(np.searchsorted(np.cumsum(probs[order]), options.top_p)) + 1
-    kept = order[:keep]
-    return int(rng.choice(kept, p=probs[kept] / probs[kept].sum()))
+        sampler.add_greedy()
+    else:
+        sampler.add_temp(options.temperature)
+        if options.top_p < 1.0:
+            sampler.add_top_p(options.top_p, 1)
+        seed = llama_cpp.LLAMA_DEFAULT_SEED if options.seed is None else options.seed & 0xFFFFFFFF
+        sampler.add_dist(seed)
+    return sampler
+
+
+def _common_prefix(llm: Llama, ids: list[int]) -> int:
+    """How many leading tokens of `ids` the instance's KV cache holds, leaving one to evaluate."""
+    n = min(int(llm.n_tokens), len(ids) - 1)
+    if n <= 0:
+        return 0
+    differ = np.flatnonzero(llm.input_ids[:n] != np.asarray(ids[:n], dtype=np.intc))
+    return int(differ[0]) if differ.size else n
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise BackendTimeoutError("llama.cpp did not finish before the request deadline (timeout)")
+
+
+def _is_recurrent(llm: Llama) -> bool:
+    """Recurrent and hybrid models cannot drop the tail of their state: no prefix reuse there."""
+    return bool(getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False))
+
+
+def _checked_llama_kwargs(llama_cpp: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`Llama` keyword arguments; a name `Llama` would silently swallow (it takes **kwargs) is refused."""
+    accepted = {
+        name
+        for name, param in inspect.signature(llama_cpp.Llama.__init__).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    managed = {"logits_all", "embedding", "vocab_only"}
+    for name in options:
+        if name in managed:
+            raise ConfigError(f"Llama option {name!r} is managed by LlamaCppBackend and cannot be passed")
+        if name not in accepted:
+            close = difflib.get_close_matches(name, sorted(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown Llama option {name!r}{hint}")
+    return dict(options)
 
 
 def _checked_gguf_path(path: Path) -> Path:

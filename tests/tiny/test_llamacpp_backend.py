@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +47,7 @@ def backend(tiny_gguf: Path) -> Iterator[LlamaCppBackend]:
 def history(backend: LlamaCppBackend) -> Iterator[list[list[int]]]:
     """Every token list the (single) llama.cpp instance evaluates, recorded around the real eval."""
     llm = backend._pool.slots[0].llm
+    llm.reset()  # nothing cached: the next prompt is evaluated whole
     calls: list[list[int]] = []
     real_eval = llm.eval
 
@@ -168,13 +170,29 @@ def test_stream_chunks_and_stop_strings(backend: LlamaCppBackend) -> None:
         assert backend.generate(backend.prefill("hello world"), options=options) == text[: text.index(stop)]
 
 
-def test_a_closed_stream_frees_the_slot(backend: LlamaCppBackend) -> None:
-    stream = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=50))
-    next(stream, None)
-    stream.close()
+def test_a_closed_stream_stops_the_generation_and_frees_the_slot(backend: LlamaCppBackend) -> None:
+    llm = backend._pool.slots[0].llm
+    real_eval, calls, closed = llm.eval, [], threading.Event()
+
+    def held_eval(tokens: list[int]) -> None:  # the worker pauses after its 3rd token until the close
+        calls.append(tokens)
+        if len(calls) == 4:
+            closed.wait(30)
+        real_eval(tokens)
+
+    prefill = backend.prefill("tell me how to build a bomb")
+    llm.eval = held_eval
+    try:
+        stream = backend.stream(prefill, options=GenerationOptions(max_new_tokens=200))
+        next(stream, None)
+        stream.close()  # the worker stops at its next token
+        closed.set()
+        backend.first_token_distribution("what is the meaning of life")  # waits for it, if at all
+    finally:
+        del llm.eval
     slot = backend._pool.slots[0]
-    assert not slot.busy
-    backend.prefill("what is the meaning of life")
+    assert not slot.busy and slot.reserved_by() is None
+    assert len(calls) <= 6  # the decision token, a few tokens, the next prompt: not 200 tokens
 
 
 def test_eight_threads_equal_sequential_calls(tiny_gguf: Path) -> None:
@@ -183,14 +201,80 @@ def test_eight_threads_equal_sequential_calls(tiny_gguf: Path) -> None:
         text = b.generate(prefill, options=SAMPLED)
         return dict(prefill.distribution.probabilities), text, b.first_token_distribution(prompt).to_dict()
 
-    for pool_size in (1, 2):
-        b = LlamaCppBackend(tiny_gguf, pool_size=pool_size)
+    for pool_size in (1, 2):  # without prefix reuse, results are bit for bit independent of history
+        b = LlamaCppBackend(tiny_gguf, pool_size=pool_size, reuse_prefix=False)
         sequential = [work(b, p) for p in PROMPTS]
         with ThreadPoolExecutor(max_workers=8) as pool:
             parallel = list(pool.map(lambda p, b=b: work(b, p), PROMPTS * 2))
         assert parallel == sequential * 2
         assert all(not s.busy and s.reserved_by() is None for s in b._pool.slots)
         b.close()
+
+
+def test_prefix_reuse_evaluates_only_the_new_tokens(backend: LlamaCppBackend, history: list[list[int]]) -> None:
+    """A second request sharing a long system prompt evaluates only what follows the shared prefix."""
+    system = ChatMessage("system", "You are a careful assistant. " * 8)
+    first, second = [system, ChatMessage("user", "how do i bake bread")], [system, ChatMessage("user", "hello")]
+    ids_first, ids_second = backend.encode(first), backend.encode(second)
+    shared = next(i for i, (a, b) in enumerate(zip(ids_first, ids_second, strict=False)) if a != b)
+    assert shared > 40
+    backend.first_token_distribution(first)
+    assert sum(map(len, history)) == len(ids_first)
+    history.clear()
+    reused = backend.first_token_distribution(second)
+    evaluated = sum(map(len, history))
+    assert evaluated == len(ids_second) - shared
+    history.clear()
+    backend.first_token_distribution(second)  # the same prompt again: only its last token
+    assert sum(map(len, history)) == 1
+    fresh = LlamaCppBackend(backend._pool.slots[0].llm.model_path, reuse_prefix=False, f32_kv_cache=True)
+    expected = fresh.first_token_distribution(second)
+    fresh.close()
+    assert reused.probabilities == pytest.approx(expected.probabilities, abs=1e-4)
+
+
+def test_the_sampler_chain_is_seeded_and_top_p_narrows_it(backend: LlamaCppBackend) -> None:
+    greedy = backend.generate(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=10))
+    seeded = GenerationOptions(max_new_tokens=10, temperature=1.5, seed=3)
+    draws = {backend.generate(backend.prefill("hello world"), options=seeded) for _ in range(3)}
+    assert len(draws) == 1  # the same seed, the same text
+    others = {
+        backend.generate(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=10,
+                                                                                     temperature=1.5, seed=s))
+        for s in range(4, 8)
+    }
+    assert others - draws  # other seeds, other text
+    narrow = GenerationOptions(max_new_tokens=10, temperature=1.5, top_p=1e-6, seed=1)
+    assert backend.generate(backend.prefill("hello world"), options=narrow) == greedy
+
+
+def test_llama_options_pass_through(tiny_gguf: Path) -> None:
+    b = LlamaCppBackend(tiny_gguf, n_batch=16, n_threads=1, flash_attn=False, use_mlock=False, seed=5)
+    llm = b._pool.slots[0].llm
+    assert (llm.n_batch, llm.n_threads) == (16, 1)
+    long = "hello world " * 10  # longer than one batch: evaluated in several chunks
+    reference = LlamaCppBackend(tiny_gguf, reuse_prefix=False)
+    assert b.first_token_distribution(long).probabilities == pytest.approx(
+        reference.first_token_distribution(long).probabilities, abs=1e-4
+    )
+    reference.close()
+    b.close()
+    via_loader = load_backend(tiny_gguf, n_batch=32, pool_size=2)
+    assert [slot.llm.n_batch for slot in via_loader._pool.slots] == [32, 32]
+    via_loader.close()
+
+
+def test_unknown_or_managed_llama_options_are_config_errors(tiny_gguf: Path) -> None:
+    with pytest.raises(ConfigError, match="n_gpu_layers"):
+        LlamaCppBackend(tiny_gguf, n_gpu_layer=0)  # a typo Llama itself would ignore
+    with pytest.raises(ConfigError, match="managed"):
+        LlamaCppBackend(tiny_gguf, logits_all=True)
+    with pytest.raises(ConfigError, match="timeout"):
+        LlamaCppBackend(tiny_gguf, timeout=0)
+    llm = llama_cpp.Llama(model_path=str(tiny_gguf), n_ctx=0, verbose=False)
+    with pytest.raises(ConfigError, match="keeps its own"):
+        LlamaCppBackend(llm, n_batch=8)
+    llm.close()
 
 
 async def test_async_methods_do_not_block_the_event_loop(backend: LlamaCppBackend) -> None:

@@ -8,8 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from rt_middleware.backends.base import GenerationOptions
-from rt_middleware.backends.llamacpp import _choose, _Lease, _Pool
+from rt_middleware.backends.llamacpp import _Generation, _Lease, _Pool
 from rt_middleware.errors import BackendTimeoutError, ConfigError
 from rt_middleware.gguf_export import llama_cpp_pre_tokenizer, permute_rotary
 
@@ -61,22 +60,6 @@ def test_pre_tokenizer_maps_only_exact_equivalents(pre: dict, name: str) -> None
 def test_pre_tokenizer_refuses_what_it_cannot_map(pre: dict | None) -> None:
     with pytest.raises(ConfigError, match="pre-tokenizer"):
         llama_cpp_pre_tokenizer(pre)
-
-
-def test_greedy_choice_is_the_argmax() -> None:
-    logits = np.array([0.1, 3.0, 2.9, -1.0], dtype=np.float32)
-    assert _choose(logits, GenerationOptions(temperature=0), np.random.default_rng(0)) == 1
-
-
-def test_sampling_is_seeded_and_top_p_cuts_the_tail() -> None:
-    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
-    options = GenerationOptions(temperature=1.0, top_p=0.75)
-    draws = [_choose(logits, options, np.random.default_rng(seed)) for seed in range(200)]
-    assert set(draws) == {0, 1}  # 0.5 + 0.3 reaches 0.75: tokens 2 and 3 are cut
-    again = [_choose(logits, options, np.random.default_rng(seed)) for seed in range(200)]
-    assert draws == again
-    narrow = GenerationOptions(temperature=1.0, top_p=0.01)
-    assert {_choose(logits, narrow, np.random.default_rng(s)) for s in range(50)} == {0}
 
 
 # ---- the slot pool: reservations never make anyone wait ------------------------------------------------
@@ -138,3 +121,36 @@ def test_busy_slots_are_waited_for_and_the_wait_is_bounded() -> None:
 def _pool_acquire(pool: _Pool) -> object:
     slot, _ = pool.acquire()
     return slot
+
+
+def test_the_request_deadline_bounds_the_wait_for_a_slot() -> None:
+    import time
+
+    pool = _pool(1, timeout=None)  # no wait_timeout: only the deadline ends the wait
+    pool.acquire()
+    with pytest.raises(BackendTimeoutError, match="request deadline"):
+        pool.acquire(deadline=time.monotonic() + 0.05)
+
+
+# ---- the generation buffer: the consumer's pace never holds the producer ---------------------------------
+def test_a_generation_buffer_hands_over_text_end_and_errors() -> None:
+    done = _Generation()
+    for piece in ("a", "b"):
+        done.put(piece)
+    done.finish("length")
+    assert list(done.drain(None)) == ["a", "b"] and done.finish_reason == "length"
+    failed = _Generation()
+    failed.put("a")
+    failed.fail(ValueError("boom"))
+    chunks = failed.drain(None)
+    assert next(chunks) == "a"
+    with pytest.raises(ValueError, match="boom"):
+        next(chunks)
+
+
+def test_a_stalled_generation_ends_at_the_deadline() -> None:
+    import time
+
+    stalled = _Generation()
+    with pytest.raises(BackendTimeoutError, match="deadline"):
+        list(stalled.drain(time.monotonic() + 0.05))
