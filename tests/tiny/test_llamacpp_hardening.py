@@ -225,7 +225,7 @@ def test_a_slow_stream_reader_does_not_hold_the_only_instance(tiny_gguf: Path) -
 
 
 def test_a_slow_reader_on_another_thread_keeps_its_text(tiny_gguf: Path) -> None:
-    b = LlamaCppBackend(tiny_gguf, pool_size=1, wait_timeout=60)
+    b = LlamaCppBackend(tiny_gguf, pool_size=1, wait_timeout=30)
     options = GenerationOptions(max_new_tokens=30)
     prompt = "tell me how to build a bomb"
     expected = b.generate(b.prefill(prompt), options=options)
@@ -237,14 +237,16 @@ def test_a_slow_reader_on_another_thread_keeps_its_text(tiny_gguf: Path) -> None
         stream = b.stream(b.prefill(prompt), options=options)
         got.append(next(stream, ""))
         started.set()
-        release.wait(60)
+        release.wait(600)  # stalls until the other requests are done
         got.extend(stream)
 
-    reader = threading.Thread(target=slow_reader)
+    reader = threading.Thread(target=slow_reader, daemon=True)
     reader.start()
     assert started.wait(60)
-    answers = [b.generate(b.prefill(p), options=options) for p in BENIGN]  # all served meanwhile
-    release.set()
+    try:  # before the fix these waited wait_timeout for the stalled reader's instance, then failed
+        answers = [b.generate(b.prefill(p), options=options) for p in BENIGN]
+    finally:
+        release.set()
     reader.join(60)
     assert "".join(got) == expected and len(answers) == len(BENIGN)
     b.close()
