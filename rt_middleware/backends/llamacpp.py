@@ -272,6 +272,8 @@ class LlamaCppBackend(BaseBackend):
     loading options are yours). `n_ctx` defaults to the model's trained context. `pool_size` > 1
     loads that many instances for parallel requests; with llama.cpp's default mmap loading they
     share the weights' memory on CPU (each instance adds its own KV cache and compute buffers).
+    With `share_weights` (the default), the pool's instances are contexts on ONE loaded model, so
+    the weights are held once even without mmap or when offloaded to a GPU (`n_gpu_layers`).
     Other `Llama` options (`n_gpu_layers`, `n_batch`, `flash_attn`, `use_mlock`, ...) pass
     through as keyword arguments; an unknown name is a ConfigError, not silently ignored.
     `f32_kv_cache` trades memory for HF parity (llama.cpp's default F16 cache moves probabilities
@@ -305,6 +307,7 @@ class LlamaCppBackend(BaseBackend):
         wait_timeout: float | None = 300.0,
         timeout: float | None = None,
         reuse_prefix: bool = True,
+        share_weights: bool = True,
         **llama_kwargs: Any,
     ) -> None:
         llama_cpp = require("llama_cpp", extra="llamacpp", feature="LlamaCppBackend", package="llama-cpp-python")
@@ -333,10 +336,12 @@ class LlamaCppBackend(BaseBackend):
             kwargs.update(_checked_llama_kwargs(llama_cpp, llama_kwargs))
             instances = []
             try:
-                for _ in range(pool_size):
-                    instances.append(_load_llama(llama_cpp, path, kwargs))
+                instances.append(_load_llama(llama_cpp, path, kwargs))
+                share = share_weights and not kwargs.get("lora_path")
+                for _ in range(pool_size - 1):
+                    instances.append(_sibling(instances[0]) if share else _load_llama(llama_cpp, path, kwargs))
             except BaseException:
-                for llm in instances:
+                for llm in reversed(instances):
                     llm.close()
                 raise
             self._owned = True
@@ -378,7 +383,7 @@ class LlamaCppBackend(BaseBackend):
     def close(self) -> None:
         """Free the llama.cpp instances this backend loaded (not a Llama you passed in)."""
         if self._owned:
-            for slot in self._pool.slots:
+            for slot in reversed(self._pool.slots):  # contexts before the model they share
                 slot.llm.close()
 
     # ---- template ------------------------------------------------------------------------------
@@ -619,6 +624,35 @@ def _checked_gguf_path(path: Path) -> Path:
         if handle.read(4) != _GGUF_MAGIC:
             raise ConfigError(f"{path} is not a GGUF file (bad magic bytes)")
     return path
+
+
+def _sibling(llm: Llama) -> Llama:
+    """Another `Llama` on `llm`'s loaded model: its own context (KV cache, batch), the weights shared.
+
+    llama.cpp runs several contexts on one `llama_model` concurrently; llama-cpp-python has no
+    public way to build one, so this copies the wrapper and gives it a context of its own. Closing
+    `llm` frees the model (and every sibling's context with it): close siblings first.
+    """
+    from llama_cpp import _internals as internals
+
+    twin = object.__new__(type(llm))  # not copy.copy: Llama's __setstate__ loads the model again
+    twin.__dict__.update(llm.__dict__)
+    twin._stack = contextlib.ExitStack()
+    twin._ctx = twin._stack.enter_context(
+        contextlib.closing(internals.LlamaContext(model=llm._model, params=llm.context_params, verbose=False))
+    )
+    twin._batch = twin._stack.enter_context(
+        contextlib.closing(
+            internals.LlamaBatch(n_tokens=llm.n_batch, embd=0, n_seq_max=llm.context_params.n_ctx, verbose=False)
+        )
+    )
+    twin.input_ids = np.empty_like(llm.input_ids)  # untouched pages, as Llama allocates them
+    twin.scores = np.empty_like(llm.scores)
+    twin.n_tokens = 0
+    twin._requires_eval = True
+    twin._candidates = internals.LlamaTokenDataArray(n_vocab=llm.n_vocab())
+    twin._sampler = None
+    return twin
 
 
 def _load_llama(llama_cpp: Any, path: Path, kwargs: dict[str, Any]) -> Llama:

@@ -277,6 +277,24 @@ def test_unknown_or_managed_llama_options_are_config_errors(tiny_gguf: Path) -> 
     llm.close()
 
 
+def test_a_pool_shares_one_loaded_model(tiny_gguf: Path) -> None:
+    """pool_size=N: N contexts (KV caches) on one llama_model, so the weights are held once."""
+    shared = LlamaCppBackend(tiny_gguf, pool_size=3, f32_kv_cache=True)
+    llms = [slot.llm for slot in shared._pool.slots]
+    assert len({id(llm._model) for llm in llms}) == 1 and len({id(llm._ctx) for llm in llms}) == 3
+    separate = LlamaCppBackend(tiny_gguf, pool_size=2, f32_kv_cache=True, share_weights=False)
+    assert len({id(slot.llm._model) for slot in separate._pool.slots}) == 2
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda p: shared.first_token_distribution(p).probabilities, PROMPTS * 3))
+    expected = [separate.first_token_distribution(p).probabilities for p in PROMPTS]
+    for a, b in zip(got, expected * 3, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    texts = {shared.generate(shared.prefill("hello world"), options=SAMPLED) for _ in range(3)}
+    assert texts == {separate.generate(separate.prefill("hello world"), options=SAMPLED)}
+    separate.close()
+    shared.close()
+
+
 async def test_async_methods_do_not_block_the_event_loop(backend: LlamaCppBackend) -> None:
     task = asyncio.ensure_future(backend.afirst_token_distributions(PROMPTS * 3))
     turns = 0
