@@ -128,3 +128,13 @@ def test_a_refused_agent_turn_is_traced_with_its_decision(router) -> None:
     [decision] = recorder.named("refusal_decision")
     check_decision_run(decision, "block", "refuse")
     assert not [r for r in recorder.runs if r.run_type == "llm"]  # the model was never called
+
+
+def test_the_hand_off_stays_out_of_the_chat_models_traced_params(router) -> None:
+    """The decided turn travels in the model call's kwargs; tracers never see it."""
+    recorder = Recorder()
+    agent = create_agent(model=ChatRefusalTokens(router=router), middleware=[RefusalTokenMiddleware(router)])
+    agent.invoke({"messages": [HumanMessage(SECRET)]}, cfg("open", recorder))
+    [llm] = [r for r in recorder.runs if r.run_type == "llm"]
+    assert "refusal_handoff" not in llm.extra["invocation_params"] and llm.extra["invocation_params"]["tenant_id"] == "open"
+    assert "refusal_handoff" not in str(llm.extra.get("options")) and "HandOff" not in str(llm.extra)
