@@ -381,13 +381,18 @@ def _usage(prompt_tokens: int, output_tokens: int) -> UsageMetadata:
 
 
 def _output_tokens(router: RefusalRouter, message: BaseMessage, evaluation: Evaluation) -> int:
-    """Tokens the model generated for this answer: the router's count where it reports one, else
-    the answer text re-tokenized by the backend; 0 for refusals and routed answers (no generation)."""
+    """Tokens the model generated for this answer; 0 for refusals and routed answers (no generation).
+
+    The backends report no count: an answer cut at the length limit generated exactly the limit
+    (the caller's ``max_tokens`` capped by the tenant's ``max_new_tokens``); any other answer is
+    counted by re-tokenizing its text (exact for text the tokenizer round-trips)."""
     reported = message.response_metadata.get("output_tokens")
     if isinstance(reported, int):
         return reported
     if evaluation.decision.action != "respond" or evaluation.prefill is None or router.respond_with is not None:
         return 0
+    if message.response_metadata.get("finish_reason") == "length":
+        return evaluation.policy.cap_tokens(router.generation.max_new_tokens)
     text = message.text
     if not text:
         return 0

@@ -238,3 +238,23 @@ def test_usage_and_finish_reason_on_every_path(chat, backend) -> None:
     assert answered.response_metadata["finish_reason"] in ("stop", "length", "context")
     streamed = merged(list(chat.stream(PROMPT, cfg("open"))))
     assert streamed.usage_metadata == usage and streamed.response_metadata["finish_reason"]
+
+
+def test_max_tokens_is_capped_by_the_tenant_not_replaced(backend) -> None:
+    """min(max_tokens, the policy's max_new_tokens); sampled with one seed, so shorter answers are
+    prefixes of longer ones (the tiny model's greedy answers end within a token or two)."""
+    open_policy = POLICIES["tenants"]["open"]
+    store = PolicyStore.from_dict({"tenants": {"open": open_policy, "capped": {**open_policy, "max_new_tokens": 3}}})
+    router = RefusalRouter(backend=backend, policies=store,
+                           generation=GenerationOptions(max_new_tokens=64, temperature=1.0, seed=0))
+
+    def answer(tenant: str, max_tokens: int | None) -> AIMessage:
+        return ChatRefusalTokens(router=router, max_tokens=max_tokens).invoke(PROMPT, cfg(tenant))
+
+    full = answer("open", None)
+    cases = {("open", 5): 5, ("capped", None): 3, ("capped", 10): 3, ("capped", 2): 2}
+    for (tenant, max_tokens), limit in cases.items():
+        cut = answer(tenant, max_tokens)
+        assert full.text.startswith(cut.text) and len(cut.text) < len(full.text)
+        assert cut.response_metadata["finish_reason"] == "length"
+        assert cut.usage_metadata["output_tokens"] == limit

@@ -391,3 +391,19 @@ def test_history_under_last_turn_costs_an_answer_prefill_and_no_second_decision(
     assert out["messages"][-1].response_metadata["refusal_decision"]["action"] == "respond"
     assert recording.read == [[("user", REFUND)], [("user", BOMB), ("assistant", "NO"), ("user", REFUND)]]
     assert recording.prefills == 2
+
+
+def test_decide_on_conversation_reads_the_history_and_keeps_one_prefill(recording) -> None:
+    """decide_on: conversation keeps multi-turn attacks in view; decided == answered, so one prefill."""
+    whole = {c: {"action": "refuse", "threshold": 1.0} for c in CATS}
+    store = PolicyStore.from_dict({"tenants": {
+        "block": NO_ROUTES["tenants"]["block"], "whole": {"decide_on": "conversation", "categories": whole}}})
+    router = RefusalRouter(backend=recording, policies=store, generation=GenerationOptions(max_new_tokens=4))
+    agent = create_agent(model=ChatRefusalTokens(router=router), middleware=[RefusalTokenMiddleware(router)],
+                         system_prompt="Be brief.", checkpointer=InMemorySaver())
+    agent.invoke(ask(BOMB), cfg("block", thread_id="t"))
+    recording.read.clear()
+    recording.prefills = 0
+    out = agent.invoke(ask(REFUND), cfg("whole", thread_id="t"))
+    assert recording.read[0] == [("system", "Be brief."), ("user", BOMB), ("assistant", "NO"), ("user", REFUND)]
+    assert recording.prefills == 1 and out["refusal_decision"]["tenant"] == "whole"
