@@ -28,6 +28,7 @@ def run_example(name: str, *args: str) -> list[dict[str, str]]:
     done = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Loading weights" not in done.stderr  # transformers' load bar is noise for a 1 s load
     rows = []
     for line in done.stdout.splitlines():
         fields = dict(part.split("=", 1) for part in line.split(" | ") if "=" in part)
