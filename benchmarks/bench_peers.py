@@ -92,13 +92,16 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from langchain_core.messages import AIMessage
+    from langchain_core.runnables import RunnableLambda
 
     from rt_middleware import PolicyStore, RefusalRouter
     from rt_middleware.backends import GenerationOptions
     from rt_middleware.default_model import load_default_backend, load_smollm2
 
     ours = load_default_backend("hf")
-    router = RefusalRouter(backend=ours, policies=PolicyStore.default(),
+    clarify = RunnableLambda(lambda _input: AIMessage("Could you tell me more?"))  # the bank tenant's route
+    router = RefusalRouter(backend=ours, policies=PolicyStore.default(), routes={"clarify": clarify},
                            generation=GenerationOptions(max_new_tokens=args.tokens))
     base, tok = load_smollm2()  # the same 135M model without refusal tokens: guard, answerer, (c)
     yes = tok(" yes", add_special_tokens=False).input_ids[-1], tok("yes", add_special_tokens=False).input_ids[-1]
