@@ -247,7 +247,7 @@ class PolicyStore:
     @classmethod
     def from_text(cls, text: str | bytes, *, as_json: bool = False, source: str = "<text>") -> PolicyStore:
         """Parse a policy document (YAML, or JSON with `as_json`) with the same checks as files."""
-        raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         return cls(_parse(load_policy_text(raw, source, as_json=as_json), source))
 
     @classmethod

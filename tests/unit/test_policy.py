@@ -391,3 +391,9 @@ def test_from_text_yaml_and_json() -> None:
     assert PolicyStore.from_text('{"tenants": {"a": {}}}', as_json=True).tenants == ("a",)
     with pytest.raises(PolicyError, match="duplicate"):
         PolicyStore.from_text('{"tenants": {"a": {}, "a": {}}}', as_json=True)
+
+
+def test_from_text_with_lone_surrogates_is_a_policy_error() -> None:
+    for text in ("tenants: {caf\ud800: {}}\n", "tenants: {caf\udce9: {}}\n"):
+        with pytest.raises(PolicyError, match="not UTF-8"):
+            PolicyStore.from_text(text)
