@@ -21,7 +21,7 @@ from pydantic import ConfigDict, Field, model_validator
 from rt_middleware.backends.base import BaseBackend
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.errors import InvalidInputError
-from rt_middleware.messages import ChatMessage
+from rt_middleware.messages import ChatMessage, DecideOn, messages_to_decide_on
 from rt_middleware.router import to_conversation
 from rt_middleware.tokens import RESPOND
 
@@ -74,6 +74,9 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
     """Softmax temperature of the first-token distribution."""
     logit_bias: dict[str, float] = Field(default_factory=dict)
     """Decision name -> bias added to its first-step logit before the softmax."""
+    decide_on: DecideOn = "last_turn"
+    """What is classified, as a tenant policy's ``decide_on``: ``last_turn`` (system messages plus the
+    latest user message, so one refused turn does not colour the next) or ``conversation``."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> RefusalTokenDecisionModel:
@@ -130,16 +133,19 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
         usage = {"input_tokens": distribution.prompt_tokens or 0, "output_tokens": 0}
         return ClassifierResponse(model=self.model, answers=answers, usage=usage)  # type: ignore[arg-type]
 
+    def _decided(self, state: State) -> list[ChatMessage]:
+        return messages_to_decide_on(state_conversation(state), self.decide_on)
+
     def _classify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
         self._check(questions)
         distribution = self.backend.first_token_distribution(
-            state_conversation(state), temperature=self.temperature, logit_bias=self.logit_bias
+            self._decided(state), temperature=self.temperature, logit_bias=self.logit_bias
         )
         return self._respond(distribution, questions)
 
     async def _aclassify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
         self._check(questions)
         [distribution] = await self.backend.afirst_token_distributions(
-            [state_conversation(state)], temperature=self.temperature, logit_bias=self.logit_bias
+            [self._decided(state)], temperature=self.temperature, logit_bias=self.logit_bias
         )
         return self._respond(distribution, questions)

@@ -79,6 +79,20 @@ def test_state_forms_read_the_same_conversation(dm) -> None:
     assert with_system != as_text
 
 
+def test_decide_on_last_turn_reads_the_system_prompt_and_latest_user_message(tiny_backend) -> None:
+    """#17.1: one refused turn must not colour the next; `conversation` keeps the history in view."""
+    asked = questions(["respond", *CATS])
+    history = [SystemMessage("be brief"), HumanMessage(PROMPTS[0]), AIMessage("I can't help with that."),
+               HumanMessage(PROMPTS[1])]
+    last_turn = RefusalTokenDecisionModel(backend=tiny_backend, model="tiny")
+    whole = RefusalTokenDecisionModel(backend=tiny_backend, model="tiny", decide_on="conversation")
+    alone = last_turn.invoke({"state": [SystemMessage("be brief"), HumanMessage(PROMPTS[1])], "questions": asked})
+    assert last_turn.invoke({"state": history, "questions": asked}) == alone
+    assert whole.invoke({"state": history, "questions": asked}) != alone
+    with pytest.raises(ValueError, match="decide_on"):
+        RefusalTokenDecisionModel(backend=tiny_backend, model="tiny", decide_on="everything")
+
+
 @pytest.mark.parametrize(
     ("question", "says"),
     [
