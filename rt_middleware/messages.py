@@ -14,6 +14,7 @@ __all__ = [
     "DecideOn",
     "as_conversation",
     "check_text",
+    "decided_positions",
     "messages_to_decide_on",
 ]
 
@@ -85,6 +86,25 @@ def as_conversation(value: str | Sequence[ChatMessage | Mapping[str, str]]) -> l
     return out
 
 
+def decided_positions(turns: Sequence[tuple[str, bool]], mode: DecideOn | str = "last_turn") -> list[int]:
+    """Positions of the messages a decision reads, from each message's ``(role, from_tool)``.
+
+    The one implementation of ``decide_on``: framework adapters (LangChain messages) call it with
+    their own messages' roles, so every entry point selects the same turns.
+    """
+    if mode == "conversation":
+        return list(range(len(turns)))
+    if mode != "last_turn":
+        raise ConfigError(f"decide_on must be one of {list(DECIDE_ON_MODES)}, got {mode!r:.80}")
+    last_user = next(
+        (i for i in range(len(turns) - 1, -1, -1) if turns[i][0] == "user" and not turns[i][1]),
+        None,
+    )
+    if last_user is None:
+        return list(range(len(turns)))
+    return [i for i, (role, _) in enumerate(turns) if role == "system" or i == last_user]
+
+
 def messages_to_decide_on(messages: Sequence[ChatMessage], mode: DecideOn | str = "last_turn") -> list[ChatMessage]:
     """The part of a conversation a decision reads, per a tenant's ``decide_on``.
 
@@ -94,15 +114,4 @@ def messages_to_decide_on(messages: Sequence[ChatMessage], mode: DecideOn | str 
     both the decision and the answer.
     """
     messages = list(messages)
-    if mode == "conversation":
-        return messages
-    if mode != "last_turn":
-        raise ConfigError(f"decide_on must be one of {list(DECIDE_ON_MODES)}, got {mode!r:.80}")
-    last_user = next(
-        (i for i in range(len(messages) - 1, -1, -1)
-         if messages[i].role == "user" and not messages[i].from_tool),
-        None,
-    )
-    if last_user is None:
-        return messages
-    return [m for i, m in enumerate(messages) if m.role == "system" or i == last_user]
+    return [messages[i] for i in decided_positions([(m.role, m.from_tool) for m in messages], mode)]

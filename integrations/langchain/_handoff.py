@@ -15,7 +15,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from rt_middleware.backends.base import BaseBackend
 from rt_middleware.errors import RTError
-from rt_middleware.messages import ChatMessage
+from rt_middleware.messages import ChatMessage, decided_positions
 from rt_middleware.router import Evaluation
 
 __all__ = ["HANDOFF_KEY", "HandOff", "decided_messages"]
@@ -25,18 +25,16 @@ HANDOFF_KEY = "refusal_handoff"
 
 
 def decided_messages(messages: Sequence[BaseMessage], decide_on: str) -> list[BaseMessage]:
-    """The messages a decision reads, per a tenant policy's ``decide_on``.
+    """The messages a decision reads, per a tenant policy's ``decide_on`` (`decided_positions`).
 
-    ``conversation``: all of them. ``last_turn``: the system messages plus the latest human
-    message (a tool result is not the user's turn), in their order; with no human message, all.
+    A human message is the user's turn; a tool result is not.
     """
     messages = list(messages)
-    if decide_on == "conversation":
-        return messages
-    last = next((i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None)
-    if last is None:
-        return messages
-    return [m for i, m in enumerate(messages) if isinstance(m, SystemMessage) or i == last]
+    turns = [
+        ("system" if isinstance(m, SystemMessage) else "user" if isinstance(m, HumanMessage) else "other", False)
+        for m in messages
+    ]
+    return [messages[i] for i in decided_positions(turns, decide_on)]
 
 
 @dataclass(eq=False)
