@@ -18,7 +18,7 @@ StrongREJECT harmful; the default model trained on them, so its refusal rates th
 optimistic: this benchmark is about cost), or `--prompts own` for a fixed mix written for this
 benchmark (benign requests with alarming words, harmful requests; not taken from any data set).
 Never EVAL sets. Each path runs every prompt once
-after one warm-up prompt; greedy decoding.
+after one warm-up prompt, the three paths in turn for each prompt; greedy decoding.
 
 Usage: python benchmarks/bench_peers.py [--prompts train|own] [--n 12] [--tokens 64]
 """
@@ -144,21 +144,20 @@ def main() -> None:
 
     paths = {"(a) ours: decide, answer if respond": run_ours, "(b) guard classifier + base answer": run_guard,
              "(c) base answer + phrase detector": run_detect}
-    results = {}
-    for name, run in paths.items():
+    results: dict[str, tuple[list[float], list[tuple[bool, bool]], list[int]]] = {n: ([], [], []) for n in paths}
+    for run in paths.values():
         run(prompts[0][0])  # warm-up
-        times, refused, tokens = [], [], []
-        for prompt, harmful in prompts:
+    for prompt, harmful in prompts:  # paths interleaved per prompt: load that comes and goes hits all
+        for name, run in paths.items():
             start = time.perf_counter()
             did_refuse, generated = run(prompt)
-            times.append(time.perf_counter() - start)
-            refused.append((harmful, did_refuse))
-            tokens.append(generated)
-        results[name] = (times, refused, tokens)
+            results[name][0].append(time.perf_counter() - start)
+            results[name][1].append((harmful, did_refuse))
+            results[name][2].append(generated)
     n_harm = sum(h for _, h in prompts)
     n_benign = len(prompts) - n_harm
     print(f"prompts={len(prompts)} ({n_benign} benign, {n_harm} harmful; {args.prompts}) max_new_tokens={args.tokens} "
-          f"torch threads={torch.get_num_threads()} (one pass each, after a warm-up prompt)")
+          f"torch threads={torch.get_num_threads()} (one pass each, interleaved per prompt, after a warm-up)")
     print(f"{'path':40s} {'ms/request':>10s} {'ratio':>6s} {'refused harmful':>16s} {'refused benign':>15s} "
           f"{'tokens/request':>15s}")
     ours_mean = statistics.mean(results[next(iter(paths))][0])
