@@ -34,7 +34,7 @@ from rt_middleware.errors import ConfigError
 from rt_middleware.evaluation.metrics import Rate
 from rt_middleware.evaluation.table import NEVER, ProbabilityTable, Rule, rules_of
 from rt_middleware.policy import CategoryRule, TenantPolicy
-from rt_middleware.tokens import RESPOND
+from rt_middleware.tokens import RESPOND, category_alias, resolve_category
 
 __all__ = [
     "BIAS_GRID",
@@ -54,12 +54,18 @@ class CalibrationError(ConfigError):
     """A target cannot be met, or targets and constraints contradict each other."""
 
 
+def _with_alias(category: str) -> str:
+    alias = category_alias(category)
+    return f"{category} ({alias})" if alias else category
+
+
 def parse_targets(texts: Iterable[str], categories: Sequence[str]) -> dict[str, float]:
-    """``"Category name=0.95"`` strings -> {category: rate}; names must be the model's categories."""
+    """``"Category name=0.95"`` strings -> {category: rate}; names (or short aliases such as ``safety``)
+    must be the model's categories."""
     targets: dict[str, float] = {}
     for text in texts:
         name, sep, value = text.rpartition("=")
-        name = name.strip()
+        name = resolve_category(name.strip())
         if not sep or not name:
             raise CalibrationError(
                 f"--target {text!r}: expected 'Category name=rate', e.g. 'Incomplete requests=0.8'"
@@ -67,7 +73,7 @@ def parse_targets(texts: Iterable[str], categories: Sequence[str]) -> dict[str, 
         if name not in categories:
             raise CalibrationError(
                 f"--target {text!r}: unknown category {name!r}; "
-                f"the model's categories are: {', '.join(categories)}"
+                f"the model's categories are: {', '.join(_with_alias(c) for c in categories)}"
             )
         try:
             rate = float(value)

@@ -59,7 +59,7 @@ def _splits(
 def calibrate_command(
     target: Annotated[
         list[str],
-        typer.Option("--target", help="'Category name=rate' (repeatable), e.g. 'Incomplete requests=0.8'."),
+        typer.Option("--target", help="'Category name=rate' or 'alias=rate' (repeatable), e.g. 'Incomplete requests=0.8' or 'safety=0.95'."),
     ],
     out: Annotated[
         Path, typer.Option("--out", help="Policy file to write (an existing one gets the tenant added).")

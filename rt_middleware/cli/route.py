@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from rt_middleware.cli._options import DeviceOption, DtypeOption, load_model
 from rt_middleware.cli.app import app
 from rt_middleware.cli.common import console, user_errors
 
@@ -20,6 +21,8 @@ def route(
     model: Annotated[str, typer.Option(help="HF model dir, a .gguf file, or 'default'.")] = "default",
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on the answer's length.")] = 128,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"decision": ..., "text": ...}.')] = False,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
 ) -> None:
     """Decide PROMPT for a tenant, then refuse, route or answer.
 
@@ -27,7 +30,6 @@ def route(
     names the route that fired; the CLI binds no runnable to routes, so nothing answers it.
     """
     from rt_middleware.backends import GenerationOptions
-    from rt_middleware.loading import load_backend
     from rt_middleware.messages import check_text
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
@@ -35,7 +37,7 @@ def route(
     with user_errors():
         check_text(prompt)  # a non-UTF-8 argv byte arrives as a lone surrogate: refuse before loading
         store = PolicyStore.from_file(policy) if policy else PolicyStore.default()
-        backend = load_backend(model)
+        backend = load_model(model, device=device, dtype=dtype)
         router = RefusalRouter(
             backend=backend, policies=store, routes=_unbound_routes(store),
             generation=GenerationOptions(max_new_tokens=max_new_tokens),

@@ -97,3 +97,18 @@ def test_route_table_and_errors(tiny_dir: Path, tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "UnknownTenantError" in unknown.stderr
     missing = runner.invoke(app, ["route", "hello", "--policy", str(policy), "--model", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "ConfigError" in missing.stderr
+
+
+def test_route_takes_device_and_dtype(tiny_dir: Path, tmp_path: Path) -> None:
+    """#16.1: `rt route --device/--dtype` reach the transformers model (an unknown dtype is one line, exit 2)."""
+    policy = write_policy(tmp_path / "p.yaml")
+    base = ["route", "how do i bake bread", "--policy", str(policy), "--model", str(tiny_dir), "--json",
+            "--tenant", "block"]
+    plain = json.loads(runner.invoke(app, base).stdout)["decision"]["probabilities"]
+    wide = runner.invoke(app, [*base, "--device", "cpu", "--dtype", "float64"])
+    assert wide.exit_code == 0, wide.output
+    wide_probs = json.loads(wide.stdout)["decision"]["probabilities"]
+    assert wide_probs.keys() == plain.keys()
+    assert all(abs(wide_probs[k] - plain[k]) < 1e-4 for k in plain)
+    bad = runner.invoke(app, [*base, "--dtype", "float7"])
+    assert bad.exit_code == 2 and "float7" in bad.output and "Traceback" not in bad.output

@@ -49,6 +49,15 @@ def test_parse_targets() -> None:
     assert parse_targets(["a=b=1"], ["a=b"]) == {"a=b": 1.0}  # the last '=' splits
 
 
+def test_parse_targets_accepts_short_aliases() -> None:
+    """#17.7: `rt calibrate --target safety=0.95` means the full CoCoNot name; a clash is named once."""
+    assert parse_targets(["safety=0.95", "incomplete=0.8"], COCONOT_CATEGORIES) == {SAFETY: 0.95, INCOMPLETE: 0.8}
+    with pytest.raises(CalibrationError, match="given twice"):
+        parse_targets([f"{SAFETY}=0.9", "safety=0.95"], COCONOT_CATEGORIES)
+    with pytest.raises(CalibrationError, match=r"Requests with safety concerns \(safety\)"):
+        parse_targets(["saftey=0.9"], COCONOT_CATEGORIES)
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
