@@ -26,8 +26,9 @@ class _RustDecoder:
     def __init__(self, backend: Any) -> None:
         self._backend = backend
 
-    def decode(self, ids: list[int], skip_special_tokens: bool = True, **_: Any) -> str:
-        return self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
+    def decode(self, ids: int | list[int], skip_special_tokens: bool = True, **_: Any) -> str:
+        # transformers' streamer passes ONE id after a newline (to measure the kept context token)
+        return self._backend.decode([ids] if isinstance(ids, int) else ids, skip_special_tokens=skip_special_tokens)
 
 
 class TokenStreamer(TextIteratorStreamer):

@@ -470,3 +470,18 @@ def test_from_pretrained_options(tiny_dir) -> None:
         HFBackend.from_pretrained(tiny_dir, device="cpu", device_map="auto")
     with pytest.raises(ConfigError, match="unknown device"):
         HFBackend.from_pretrained(tiny_dir, device="warp-drive")
+
+
+@pytest.mark.parametrize("text", ["one line\nand the next", "ends with a newline\n", "a\n\nb c\nd"])
+def test_streamer_decodes_text_with_newlines(tiny_backend, text: str) -> None:
+    """Regression: after a newline transformers' streamer decodes a single int id through our Rust
+    decoder, which took only lists (every default-model answer with a line break failed closed)."""
+    from rt_middleware.backends._hf_generation import TokenStreamer
+
+    ids = tiny_backend.tokenizer.encode(text, add_special_tokens=False)
+    streamer = TokenStreamer(tiny_backend.tokenizer, eos_ids=[], rust_backend=tiny_backend.encoder.decoding_backend)
+    streamer.next_tokens_are_prompt = False
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    assert "".join(streamer) == tiny_backend.tokenizer.decode(ids, skip_special_tokens=True)
