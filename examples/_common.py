@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from rt_middleware import load_backend
@@ -22,28 +21,10 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return out
 
 
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """No transformers "Loading weights" progress bar for a load that takes a second (restored after)."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # a llama.cpp-only install
-        yield
-        return
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-
-
 def load(spec: str) -> BaseBackend:
     """The backend for --model, or exit with the reason and what to pass instead."""
     try:
-        with quiet_loading():
-            return load_backend(spec)
+        return load_backend(spec)  # transformers' "Loading weights" bar is off by default
     except (RTError, OSError) as exc:
         sys.exit(f"cannot load the model {spec!r}: {exc}\n"
                  "pass --model with a refusal-token model (a transformers dir or a .gguf file)")

@@ -78,6 +78,21 @@ def resolve_hf_tokens(
     return resolved
 
 
+
+@contextlib.contextmanager
+def _loading_bar(transformers: Any, show: bool) -> Iterator[None]:
+    """transformers' load progress bar on or off for one load, restored afterwards."""
+    hf_logging = transformers.utils.logging
+    was_on = hf_logging.is_progress_bar_enabled()
+    if show == was_on:
+        yield
+        return
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
+
 class HFBackend(BaseBackend):
     """Decision distributions and KV-cache continuations from a transformers causal LM.
 
@@ -137,6 +152,7 @@ class HFBackend(BaseBackend):
         dtype: str | Any | None = None,
         device_map: str | dict[str, Any] | None = None,
         attn_implementation: str | None = None,
+        progress: bool = False,
         **kwargs: Any,
     ) -> HFBackend:
         """Load a model directory saved with `save_pretrained` (tokenizer included).
@@ -146,7 +162,10 @@ class HFBackend(BaseBackend):
         `dtype`: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` (the checkpoint's) or a
         `torch.dtype`; default float32 on CPU, bfloat16 elsewhere. Decision probabilities are
         computed in float64 from the logits whatever the dtype. `attn_implementation`: e.g.
-        ``"eager"``, ``"sdpa"``, ``"flash_attention_2"``. Other keywords go to the constructor.
+        ``"eager"``, ``"sdpa"``, ``"flash_attention_2"``. `progress`: show transformers' "Loading
+        weights" bar (off by default: noise for a load of seconds; transformers' switch is
+        process-wide, so a concurrent load elsewhere is quiet for that moment too). Other keywords
+        go to the constructor.
         """
         torch = require("torch", extra="hf", feature="HFBackend")
         transformers = require("transformers", extra="hf", feature="HFBackend")
@@ -166,7 +185,8 @@ class HFBackend(BaseBackend):
             load["attn_implementation"] = attn_implementation
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
-            model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
+            with _loading_bar(transformers, progress):
+                model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
             if device_map is None and target.type != "cpu":
                 model = model.to(target)
         except (OSError, ValueError, RuntimeError, ImportError, AssertionError) as exc:
