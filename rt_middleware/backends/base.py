@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rt_middleware.distribution import FirstTokenDistribution, check_sampling
-from rt_middleware.errors import BackendTimeoutError, PromptTooLongError, RTError
+from rt_middleware.errors import BackendError, BackendTimeoutError, PromptTooLongError, RTError
 from rt_middleware.messages import ChatMessage, Conversation, as_conversation
 from rt_middleware.tokens import RESPOND, RefusalTokenSchema, ResolvedTokens
 
@@ -42,6 +42,7 @@ __all__ = [
     "TextStream",
     "check_deadline",
     "deadline_scope",
+    "fail_closed",
     "request_deadline",
 ]
 
@@ -72,6 +73,18 @@ def check_deadline(what: str = "the request") -> None:
     deadline = _DEADLINE.get()
     if deadline is not None and time.monotonic() >= deadline:
         raise BackendTimeoutError(f"{what} ran past its deadline")
+
+
+@contextlib.contextmanager
+def fail_closed(what: str) -> Iterator[None]:
+    """Every failure of a backend's library becomes a BackendError (cause kept), so the tenant's fail
+    mode applies whatever was raised (MemoryError, TypeError, KeyError, OSError, ...)."""
+    try:
+        yield
+    except RTError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _deadline_after(timeout: float | None) -> float | None:

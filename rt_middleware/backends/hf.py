@@ -28,6 +28,7 @@ from rt_middleware.backends.base import (
     Prefill,
     check_deadline,
     deadline_scope,
+    fail_closed,
 )
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
 from rt_middleware.errors import (
@@ -217,7 +218,7 @@ class HFBackend(BaseBackend):
     @contextlib.contextmanager
     def _errors(self, what: str = "transformers model failed") -> Iterator[None]:
         """Any failure becomes a BackendError (errors of rt_middleware pass through)."""
-        with _mapped_errors(what), self._torch.inference_mode():
+        with fail_closed(what), self._torch.inference_mode():
             yield
 
     @property
@@ -333,7 +334,7 @@ class HFBackend(BaseBackend):
         )
         worker.start()
         try:
-            with _mapped_errors("transformers generation failed"):  # no inference_mode across yields
+            with fail_closed("transformers generation failed"):  # no inference_mode across yields
                 for text in streamer:
                     if text:
                         yield text
@@ -346,16 +347,6 @@ class HFBackend(BaseBackend):
             )
         reason: FinishReason = "stop" if streamer.ended_on_eos or streamer.n_tokens < limit else at_limit
         return reason
-
-
-@contextlib.contextmanager
-def _mapped_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except RTError:
-        raise
-    except Exception as exc:  # MemoryError, TypeError, KeyError, OSError, ... all fail closed
-        raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _resolve_dtype(torch: Any, dtype: Any, device: Any) -> Any:

@@ -39,6 +39,7 @@ from rt_middleware.backends.base import (
     FinishReason,
     GenerationOptions,
     Prefill,
+    fail_closed,
     request_deadline,
 )
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
@@ -47,7 +48,6 @@ from rt_middleware.errors import (
     BackendTimeoutError,
     ConfigError,
     InvalidInputError,
-    RTError,
     TokenSchemaError,
     UnsafeTokenizationError,
 )
@@ -407,7 +407,7 @@ class LlamaCppBackend(BaseBackend):
                 raise InvalidInputError(f"the chat template rejected this conversation: {exc}") from exc
 
         ids: list[int] = []
-        with self._errors():
+        with fail_closed("llama.cpp failed"):
             for text, is_message in render_pieces(render, conversation):
                 piece = _tokenize(self._tokenizer_llm, text, special=not is_message)
                 if is_message and not self._control_ids.isdisjoint(piece):
@@ -419,16 +419,6 @@ class LlamaCppBackend(BaseBackend):
         return ids
 
     # ---- model calls ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Every failure below becomes a BackendError (the original kept as its cause)."""
-        try:
-            yield
-        except RTError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"llama.cpp failed: {type(exc).__name__}: {exc}") from exc
-
     def _eval_prompt(self, llm: Llama, ids: list[int], deadline: float | None) -> int:
         """Make `ids` the instance's whole context; return how many tokens were evaluated.
 
@@ -453,7 +443,7 @@ class LlamaCppBackend(BaseBackend):
         self, llm: Llama, ids: list[int], temperature: float, bias: Mapping[str, float], deadline: float | None
     ) -> FirstTokenDistribution:
         try:
-            with self._errors():
+            with fail_closed("llama.cpp failed"):
                 self._eval_prompt(llm, ids, deadline)
                 row = last_logits(llm)
         except BaseException:
@@ -526,7 +516,7 @@ class LlamaCppBackend(BaseBackend):
         llm = slot.llm
         reason: FinishReason = "length"
         try:
-            with self._errors():
+            with fail_closed("llama.cpp failed"):
                 if not cached:  # another request took the slot: evaluate again (a cached prefix is kept)
                     self._eval_prompt(llm, prompt, deadline)
                 llm.eval([token_id])
