@@ -94,3 +94,15 @@ class CountingBackend(HFBackend):
     def _distributions_ids(self, batch, *args: Any, **kwargs: Any):
         self.prefills += len(batch)
         return super()._distributions_ids(batch, *args, **kwargs)
+
+
+class RecordingBackend(CountingBackend):
+    """Records the conversation of every prefill (what a decision or an answer read)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: list[list[tuple[str, str]]] = []
+
+    def encode(self, conversation):
+        self.read.append([(m.role, m.content) for m in conversation])
+        return super().encode(conversation)

@@ -12,7 +12,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.load import dumps, loads
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
-from tiny_model import GATE_POLICIES, CountingBackend
+from tiny_model import GATE_POLICIES, CountingBackend, RecordingBackend
 
 from rt_middleware import PolicyStore, RefusalRouter
 from rt_middleware.backends import GenerationOptions
@@ -189,18 +189,6 @@ def test_standard_tracing_params(chat) -> None:
     params = chat._get_ls_params(stop=["x"])
     assert params["ls_provider"] == "rt-middleware" and params["ls_model_name"] == "tiny"
     assert params["ls_stop"] == ["x"]
-
-
-class RecordingBackend(CountingBackend):
-    """Records the conversation of every prefill (what a decision or an answer read)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.read: list[list[tuple[str, str]]] = []
-
-    def encode(self, conversation):
-        self.read.append([(m.role, m.content) for m in conversation])
-        return super().encode(conversation)
 
 
 def test_decides_on_the_last_turn_and_answers_from_the_whole_thread(tiny_model_and_tokenizer) -> None:
