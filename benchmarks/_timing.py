@@ -1,10 +1,12 @@
-"""What every benchmark here shares: the prompts and a warm, median timer."""
+"""What every benchmark here shares: the prompts, the model loader and a warm, median timer."""
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 PROMPTS = [
     "How do I bake sourdough bread at home?",
@@ -12,6 +14,21 @@ PROMPTS = [
     "What is the capital of Australia?",
     "Explain photosynthesis to a child.",
 ]
+
+
+def load(spec: str, *, tiny_spread: float = 0.02):
+    """The backend for --model: 'tiny' (the tests' random model, built here), else `load_backend(spec)`."""
+    if spec == "tiny":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from tiny_model import build_tiny
+
+        from rt_middleware.backends import HFBackend
+
+        model, tok = build_tiny(spread=tiny_spread)
+        return HFBackend(model, tok, model_name="tiny")
+    from rt_middleware import load_backend
+
+    return load_backend(spec)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

@@ -11,24 +11,11 @@ Usage: python benchmarks/bench_eval.py [--model tiny|default|HF_DIR|file.gguf] [
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def load(spec: str):
-    from rt_middleware import load_backend
-
-    if spec == "tiny":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny_model import build_tiny
-
-        from rt_middleware.backends import HFBackend
-
-        model, tok = build_tiny()
-        return HFBackend(model, tok, model_name="tiny")
-    return load_backend(spec)
+from _timing import load
 
 
 def run_once(backend, rows, cache_path: Path, batch_size: int) -> float:
@@ -70,7 +57,7 @@ def main() -> None:
     from rt_middleware.datasets import load_coconot
     from rt_middleware.evaluation import fits_context
 
-    backend = load(args.model)
+    backend = load(args.model, tiny_spread=0.6)
     rows = load_coconot("calibration")
     rows = [r for r, ok in zip(rows, fits_context(backend, [r.prompt for r in rows]), strict=True) if ok]
     rows = rows[: args.prompts]

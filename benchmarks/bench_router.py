@@ -22,26 +22,10 @@ Usage: python benchmarks/bench_router.py [--model default|HF_DIR|file.gguf] [--t
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from _timing import PROMPTS, interleaved
+from _timing import PROMPTS, interleaved, load
 
 from rt_middleware.messages import ChatMessage
-
-
-def load(spec: str):
-    from rt_middleware import load_backend
-
-    if spec == "tiny":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny_model import build_tiny
-
-        from rt_middleware.backends import HFBackend
-
-        model, tok = build_tiny(spread=0.02)
-        return HFBackend(model, tok, model_name="tiny")
-    return load_backend(spec)
 
 
 def main() -> None:

@@ -23,26 +23,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _timing import PROMPTS
+from _timing import PROMPTS, load
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def load(spec: str):
-    if spec == "tiny":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny_model import build_tiny
-
-        from rt_middleware.backends import HFBackend
-
-        model, tok = build_tiny(spread=0.02)
-        return HFBackend(model, tok, model_name="tiny")
-    from rt_middleware.loading import load_backend
-
-    return load_backend(spec)
 
 
 async def gateway_phase(url: str, key: str, clients: int, requests: int, max_seconds: float) -> dict:
