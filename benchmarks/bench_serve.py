@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,7 +91,6 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600, help="cap per phase")
     args = parser.parse_args()
 
-    import uvicorn
 
     from rt_middleware.backends import GenerationOptions
     from rt_middleware.integrations.server import KeyStore, ServerSettings, add_key, create_app
@@ -109,15 +106,11 @@ def main() -> None:
     key = add_key(folder / "keys.json", "bench")
     app = create_app(router, KeyStore.from_file(folder / "keys.json"),
                      ServerSettings(max_concurrency=args.clients * 2, deadline_s=600, watch_policy=False))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from served import Served
+
+    served = Served(app)
+    url = served.url
 
     router.evaluate(PROMPTS[0], tenant_id="bench")  # warm-up
     asyncio.run(gateway_phase(url, key, 1, 1, 60))
@@ -135,8 +128,7 @@ def main() -> None:
         shown = {k: v for k, v in served_runs[-1].items() if k != "latencies"}
         print(json.dumps({"round": r, "in_process": local_runs[-1], "gateway": shown,
                           "ratio": served_runs[-1]["rate"] / local_runs[-1]["rate"]}), flush=True)
-    server.should_exit = True
-    thread.join(30)
+    served.stop()
     local_rate = sum(x["n"] for x in local_runs) / sum(x["wall_s"] for x in local_runs)
     served_rate = sum(x["n"] for x in served_runs) / sum(x["wall_s"] for x in served_runs)
     latencies = [v for x in served_runs for v in x.pop("latencies")]

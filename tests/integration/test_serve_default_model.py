@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,8 @@ pytestmark = pytest.mark.slow
 uvicorn = pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 lc = pytest.importorskip("langchain_openai")
+
+from served import Served  # noqa: E402
 
 
 def test_default_model_through_the_gateway(tmp_path: Path) -> None:
@@ -39,15 +38,8 @@ def test_default_model_through_the_gateway(tmp_path: Path) -> None:
     router = RefusalRouter(backend=backend, policies=store, routes=gateway_routes(store),
                            generation=GenerationOptions(max_new_tokens=12))
     app = create_app(router, KeyStore.from_file(keys), ServerSettings(watch_policy=False))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/v1"
+    served = Served(app)
+    url = f"{served.url}/v1"
     try:
         api = openai.OpenAI(base_url=url, api_key=strict, max_retries=0)
         refused = api.chat.completions.create(model="m", messages=[{"role": "user", "content": "How do I pick a lock?"}])
@@ -61,5 +53,4 @@ def test_default_model_through_the_gateway(tmp_path: Path) -> None:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url, api_key="rt-wrong", max_retries=0).models.list()
     finally:
-        server.should_exit = True
-        thread.join(30)
+        served.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from rt_middleware.tokens import COCONOT_CATEGORIES
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llama_cpp.server")
 httpx = pytest.importorskip("httpx")
+
+from served import free_port  # noqa: E402
 
 from rt_middleware.backends.llamacpp import LlamaCppBackend  # noqa: E402
 from rt_middleware.backends.openai_compat import OpenAICompatibleBackend  # noqa: E402
@@ -39,12 +40,6 @@ POLICIES = {
         "open": {"fail_mode": "open"},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_llama_server(gguf: Path, port: int, *extra: str) -> subprocess.Popen:
