@@ -25,7 +25,7 @@ INTEGRATIONS = PACKAGE.parent / "integrations"
 
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("_extras", "_policy_loading", "messages", "paths", "plots"),
+    ("_extras", "_policy_loading", "messages", "refusal_text", "paths", "plots"),
     ("tokens", "templating"),
     ("distribution", "datasets", "artifact", "gguf_export"),
     ("policy",),
