@@ -45,6 +45,8 @@ class LabeledPrompt:
     """A reference answer where the set has one (used as a training target)."""
     mimics: str | None = None
     """For contrast prompts (label ``respond``): the refusal category they look like."""
+    history: tuple[tuple[str, str], ...] = ()
+    """Earlier ``(role, text)`` turns before `prompt` (the last user turn), for multi-turn rows."""
 
     @property
     def should_refuse(self) -> bool:
@@ -90,13 +92,28 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def _identity(row: LabeledPrompt) -> tuple[str, ...]:
+    """The normalised texts of every turn: two rows are duplicates when these are equal."""
+    return (*(normalize_text(text) for _, text in row.history), normalize_text(row.prompt))
+
+
+def _user_texts(row: LabeledPrompt) -> list[str]:
+    return [*(normalize_text(text) for role, text in row.history if role == "user"), normalize_text(row.prompt)]
+
+
 def dedupe_against(rows: Iterable[LabeledPrompt], *held_out: Iterable[LabeledPrompt]) -> list[LabeledPrompt]:
-    """Drop rows whose normalised prompt occurs in any held-out set, and duplicates among rows."""
-    banned = {normalize_text(r.prompt) for rows_ in held_out for r in rows_}
+    """Drop rows that repeat a held-out row, and duplicates among rows (by normalised text).
+
+    A single-turn held-out row also bans every multi-turn row with that text in any user turn, so
+    an EVAL prompt never enters training inside a conversation either.
+    """
+    held = [_identity(r) for rows_ in held_out for r in rows_]
+    banned = set(held)
+    banned_turns = {key[0] for key in held if len(key) == 1}
     out, seen = [], set()
     for row in rows:
-        key = normalize_text(row.prompt)
-        if key in banned or key in seen:
+        key = _identity(row)
+        if key in banned or key in seen or (row.history and banned_turns.intersection(_user_texts(row))):
             continue
         seen.add(key)
         out.append(row)

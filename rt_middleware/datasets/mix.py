@@ -10,10 +10,12 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rt_middleware.datasets.base import LabeledPrompt, dedupe_against
+from rt_middleware.datasets import synthetic
+from rt_middleware.datasets.augment import question_rewrites
+from rt_middleware.datasets.base import LabeledPrompt, _identity, dedupe_against
 from rt_middleware.datasets.benign import (
     load_alpaca_eval,
     load_coconot_pref,
@@ -23,6 +25,7 @@ from rt_middleware.datasets.benign import (
 )
 from rt_middleware.datasets.coconot import load_coconot
 from rt_middleware.datasets.harmful import (
+    SAFETY,
     load_advbench,
     load_do_not_answer,
     load_harmbench,
@@ -30,11 +33,19 @@ from rt_middleware.datasets.harmful import (
     load_or_bench,
     load_strongreject,
 )
+from rt_middleware.datasets.multiturn import multiturn_rows
 from rt_middleware.datasets.xstest import load_xstest
 
-__all__ = ["DEFAULT_CAPS", "TrainingMix", "build_training_mix", "eval_prompts", "heldout_prompts"]
+__all__ = [
+    "DEFAULT_CAPS",
+    "DEFAULT_CAPS_V1",
+    "TrainingMix",
+    "build_training_mix",
+    "eval_prompts",
+    "heldout_prompts",
+]
 
-DEFAULT_CAPS: dict[str, int | None] = {
+DEFAULT_CAPS_V1: dict[str, int | None] = {
     "coconot-refusal": None,
     "coconot-contrast": None,
     "coconot-seeds": None,
@@ -46,7 +57,32 @@ DEFAULT_CAPS: dict[str, int | None] = {
     "jailbreakbench": None,
     "strongreject": 200,
 }
-"""Rows drawn per source (None: all). AdvBench is heavily near-duplicated, so it is sampled."""
+"""The v1 mix (the first shipped model): TRAIN sets only. AdvBench is heavily near-duplicated,
+so it is sampled."""
+
+DEFAULT_CAPS: dict[str, int | None] = {
+    **DEFAULT_CAPS_V1,
+    "advbench": 100,
+    "strongreject": 150,
+    "harmful-direct": None,
+    "harmful-questions": 320,
+    "benign-questions": 500,
+    "lookalikes-written": None,
+    "incomplete-written": None,
+    "incomplete-truncated": 100,
+    "humanizing-written": None,
+    "unsupported-written": None,
+    "indeterminate-written": None,
+    "multiturn": 200,
+}
+"""The v2 mix (#19): v1 plus question-form rewrites (harmful AND benign, so the form alone never
+signals harm), plain harmful questions already in the TRAIN sets, written look-alikes, written
+prompts for the four thin categories, truncated TRAIN prompts and multi-turn rows. Rows drawn per
+source (None: all); the order is the order of building (a row already taken is not taken again)."""
+
+_HARMFUL_TRAIN = ("advbench", "harmbench-val", "jailbreakbench", "strongreject")
+_BENIGN_TRAIN = ("coconot-pref", "coconot-contrast", "self-instruct", "ultrachat")
+_REFUSAL_TRAIN = ("coconot-refusal", "coconot-seeds")
 
 
 def eval_prompts(*, root: Path | None = None) -> list[LabeledPrompt]:
@@ -68,7 +104,7 @@ def heldout_prompts(*, root: Path | None = None) -> list[LabeledPrompt]:
     return [*eval_prompts(root=root), *load_coconot("calibration", "both", root=root)]
 
 
-def _train_sources(root: Path | None) -> dict[str, Callable[[], list[LabeledPrompt]]]:
+def _base_sources(root: Path | None) -> dict[str, Callable[[], list[LabeledPrompt]]]:
     return {
         "coconot-refusal": lambda: load_coconot("train", "refusal", root=root),
         "coconot-contrast": lambda: load_coconot("train", "contrast", root=root),
@@ -83,6 +119,55 @@ def _train_sources(root: Path | None) -> dict[str, Callable[[], list[LabeledProm
     }
 
 
+def _is_direct_question(row: LabeledPrompt) -> bool:
+    """A short single-line question, as people ask it ("How do I ...?")."""
+    text = row.prompt.strip()
+    return "\n" not in text and text.endswith("?") and len(text.split()) <= 25
+
+
+def _train_sources(
+    root: Path | None, seed: int, banned: list[LabeledPrompt]
+) -> dict[str, Callable[[], list[LabeledPrompt]]]:
+    """Every source by name. Derived sources transform only TRAIN rows that are themselves clear
+    of every held-out set (a rewrite or a cut of an EVAL prompt never enters)."""
+    base = _base_sources(root)
+    cache: dict[str, list[LabeledPrompt]] = {}
+
+    def clean(*names: str) -> list[LabeledPrompt]:
+        for name in names:
+            if name not in cache:
+                cache[name] = dedupe_against(base[name](), banned)
+        return [row for name in names for row in cache[name]]
+
+    def refusals() -> list[LabeledPrompt]:
+        """Non-safety refusal rows (safety ones come from the harmful sets)."""
+        return [r for r in clean(*_REFUSAL_TRAIN) if r.label not in ("respond", SAFETY)]
+
+    return {
+        **base,
+        "harmful-direct": lambda: [
+            replace(r, source="harmful-direct") for r in clean(*_HARMFUL_TRAIN) if _is_direct_question(r)
+        ],
+        "harmful-questions": lambda: question_rewrites(clean(*_HARMFUL_TRAIN), source="harmful-questions",
+                                                       seed=seed, per_row=2, keep_response=False),
+        "benign-questions": lambda: question_rewrites(clean(*_BENIGN_TRAIN), source="benign-questions",
+                                                      seed=seed, per_row=2),
+        "lookalikes-written": synthetic.lookalike_prompts,
+        "incomplete-written": lambda: synthetic.incomplete_prompts(200, seed=seed),
+        "incomplete-truncated": lambda: synthetic.truncated_prompts(clean(*_BENIGN_TRAIN), 1000, seed=seed),
+        "humanizing-written": lambda: synthetic.humanizing_prompts(250, seed=seed),
+        "unsupported-written": lambda: synthetic.unsupported_prompts(250, seed=seed),
+        "indeterminate-written": lambda: synthetic.indeterminate_prompts(250, seed=seed),
+        "multiturn": lambda: multiturn_rows(
+            harmful=[*clean(*_HARMFUL_TRAIN), *question_rewrites(clean(*_HARMFUL_TRAIN), source="q", seed=seed + 1)],
+            benign=[r for r in clean(*_BENIGN_TRAIN) if r.response],
+            other_refusals=[*refusals(), *synthetic.humanizing_prompts(60, seed=seed + 1),
+                            *synthetic.unsupported_prompts(60, seed=seed + 1)],
+            n=250, seed=seed,
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class TrainingMix:
     """The rows, how many each source gave, and how many the de-duplication removed."""
@@ -90,31 +175,57 @@ class TrainingMix:
     rows: list[LabeledPrompt]
     counts: dict[str, int]
     dropped: dict[str, int]
+    cleaned: int = 0
+    """Respond rows whose reference answer opened with refusal text: the answer was removed (the
+    row then trains the control token only)."""
+    version: str = field(default="v2")
 
     def label_counts(self) -> dict[str, int]:
         return dict(Counter(row.label for row in self.rows))
 
 
 def build_training_mix(
-    *, seed: int = 0, caps: dict[str, int | None] | None = None, root: Path | None = None
+    *,
+    seed: int = 0,
+    caps: dict[str, int | None] | None = None,
+    root: Path | None = None,
+    version: str = "v2",
+    opens_with_refusal: Callable[[str], bool] | None = None,
 ) -> TrainingMix:
-    """Load every TRAIN source, sample the capped ones with `seed`, drop held-out look-alikes."""
-    caps = DEFAULT_CAPS if caps is None else caps
+    """Load every TRAIN source, sample the capped ones with `seed`, drop held-out look-alikes.
+
+    `version` picks the default caps (``v1``: the first shipped mix, for the ablation; ``v2``: #19);
+    `caps` overrides them. `opens_with_refusal` (e.g. `rt_middleware.refusal_text.opens_with_refusal`)
+    removes respond answers that open like a refusal, which would teach "[respond] I'm sorry...".
+    """
+    if caps is None:
+        if version not in ("v1", "v2"):
+            raise ValueError(f"unknown mix version {version!r}; use v1 or v2")
+        caps = DEFAULT_CAPS_V1 if version == "v1" else DEFAULT_CAPS
     rng = random.Random(seed)
     banned = heldout_prompts(root=root)
     rows: list[LabeledPrompt] = []
+    seen: set[tuple[str, ...]] = set()
     counts: dict[str, int] = {}
     dropped: dict[str, int] = {}
-    for name, load in _train_sources(root).items():
+    for name, load in _train_sources(root, seed, banned).items():
         if name not in caps:
             continue
         loaded = load()
-        kept = dedupe_against(loaded, banned, rows)
+        kept = dedupe_against(loaded, banned)
+        kept = [row for row in kept if _identity(row) not in seen]
         dropped[name] = len(loaded) - len(kept)
         cap = caps[name]
         if cap is not None and len(kept) > cap:
             kept = rng.sample(kept, cap)
         counts[name] = len(kept)
+        seen.update(_identity(row) for row in kept)
         rows.extend(kept)
+    cleaned = 0
+    if opens_with_refusal is not None:
+        for i, row in enumerate(rows):
+            if row.label == "respond" and row.response and opens_with_refusal(row.response):
+                rows[i] = replace(row, response=None)
+                cleaned += 1
     rng.shuffle(rows)
-    return TrainingMix(rows=rows, counts=counts, dropped=dropped)
+    return TrainingMix(rows=rows, counts=counts, dropped=dropped, cleaned=cleaned, version=version)

@@ -165,8 +165,17 @@ def _check_no_control_text(record: SFTRecord, schema: RefusalTokenSchema, where:
 
 
 def records_from_prompts(rows: Iterable[LabeledPrompt]) -> list[SFTRecord]:
-    """Labelled prompts (the dataset loaders' rows) as training records."""
-    return [SFTRecord(prompt=row.prompt, category=row.label, response=row.response) for row in rows]
+    """Labelled prompts (the dataset loaders' rows) as training records; rows with a `history`
+    become ``messages`` (the earlier turns, then the prompt as the last user turn)."""
+    records = []
+    for row in rows:
+        if row.history:
+            messages = [_Message(role=role, content=text) for role, text in row.history]
+            messages.append(_Message(role="user", content=row.prompt))
+            records.append(SFTRecord(messages=messages, category=row.label, response=row.response))
+        else:
+            records.append(SFTRecord(prompt=row.prompt, category=row.label, response=row.response))
+    return records
 
 
 def encode_prompt(
