@@ -35,6 +35,7 @@ from rt_middleware.datasets.harmful import (
 )
 from rt_middleware.datasets.multiturn import multiturn_rows
 from rt_middleware.datasets.xstest import load_xstest
+from rt_middleware.refusal_text import opens_with_refusal
 
 __all__ = [
     "DEFAULT_CAPS",
@@ -190,13 +191,15 @@ def build_training_mix(
     caps: dict[str, int | None] | None = None,
     root: Path | None = None,
     version: str = "v2",
-    opens_with_refusal: Callable[[str], bool] | None = None,
+    clean_answers: bool | None = None,
 ) -> TrainingMix:
     """Load every TRAIN source, sample the capped ones with `seed`, drop held-out look-alikes.
 
     `version` picks the default caps (``v1``: the first shipped mix, for the ablation; ``v2``: #19);
-    `caps` overrides them. `opens_with_refusal` (e.g. `rt_middleware.refusal_text.opens_with_refusal`)
-    removes respond answers that open like a refusal, which would teach "[respond] I'm sorry...".
+    `caps` overrides them. `clean_answers` (default: True for v2, False for v1, which reproduces the
+    first shipped mix) removes respond answers that open like a refusal
+    (`rt_middleware.refusal_text.opens_with_refusal`): they would teach "[respond] I'm sorry...".
+    The row stays and trains the control token only; `TrainingMix.cleaned` counts them.
     """
     if caps is None:
         if version not in ("v1", "v2"):
@@ -222,7 +225,7 @@ def build_training_mix(
         seen.update(_identity(row) for row in kept)
         rows.extend(kept)
     cleaned = 0
-    if opens_with_refusal is not None:
+    if clean_answers if clean_answers is not None else version == "v2":
         for i, row in enumerate(rows):
             if row.label == "respond" and row.response and opens_with_refusal(row.response):
                 rows[i] = replace(row, response=None)

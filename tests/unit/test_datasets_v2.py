@@ -21,6 +21,7 @@ from rt_middleware.datasets.mix import (
 from rt_middleware.datasets.multiturn import CLIENT_REFUSALS
 from rt_middleware.datasets.synthetic import truncated_prompts
 from rt_middleware.policy import DEFAULT_REFUSAL_MESSAGE
+from rt_middleware.refusal_text import opens_with_refusal
 from rt_middleware.tokens import COCONOT_CATEGORIES, RefusalTokenSchema
 from rt_middleware.train.sft import records_from_prompts
 
@@ -170,7 +171,9 @@ def test_an_eval_prompt_inside_a_conversation_is_dropped() -> None:
     assert dedupe_against(rows, held) == rows[1:]
 
 
-def test_refusal_openers_are_removed_from_respond_answers() -> None:
-    cleaned = build_training_mix(seed=0, opens_with_refusal=lambda text: text.startswith("I'm sorry"))
-    assert cleaned.cleaned > 0
-    assert not any(r.response and r.response.startswith("I'm sorry") for r in cleaned.rows if r.label == "respond")
+def test_refusal_openers_are_removed_from_respond_answers(mix: TrainingMix) -> None:
+    answers = [r.response for r in mix.rows if r.label == "respond" and r.response]
+    assert mix.cleaned > 0 and len(answers) > 1000
+    assert not any(opens_with_refusal(text) for text in answers)
+    raw = build_training_mix(seed=0, clean_answers=False)
+    assert sum(opens_with_refusal(r.response) for r in raw.rows if r.label == "respond" and r.response) == mix.cleaned
