@@ -192,14 +192,18 @@ def question_rewrites(
     """Question-form rewrites of the rows whose action extracts cleanly; labels and answers are kept.
 
     Each row gets `per_row` distinct templates drawn with `seed`; a rewrite equal to its own source
-    prompt (normalised) is skipped, so the rewrites add forms rather than copies.
+    prompt (normalised) is skipped, so the rewrites add forms rather than copies. A near-duplicate
+    source row (AdvBench repeats "hack into a government database" many times) adds no second copy
+    of an action already rewritten.
     """
     rng = random.Random(f"{seed}:{source}")
     out: list[LabeledPrompt] = []
+    actions: set[str] = set()
     for row in rows:
         action = extract_action(row.prompt)
-        if action is None:
+        if action is None or action.casefold() in actions:
             continue
+        actions.add(action.casefold())
         original = row.prompt.strip().casefold().rstrip("?.! ")
         for template in rng.sample(list(templates), min(per_row, len(templates))):
             question = render_question(action, template)
