@@ -14,7 +14,7 @@ from tiny_model import build_tiny  # noqa: E402
 
 from rt_middleware.artifact import ArtifactError, read_manifest  # noqa: E402
 from rt_middleware.backends.hf import HFBackend, resolve_hf_tokens  # noqa: E402
-from rt_middleware.datasets import DatasetError  # noqa: E402
+from rt_middleware.datasets import DatasetError, LabeledPrompt  # noqa: E402
 from rt_middleware.messages import ChatMessage  # noqa: E402
 from rt_middleware.tokens import RefusalTokenSchema  # noqa: E402
 from rt_middleware.train import (  # noqa: E402
@@ -29,7 +29,7 @@ from rt_middleware.train import (  # noqa: E402
     run_training,
     train,
 )
-from rt_middleware.train.sft import IGNORE_INDEX, build_examples  # noqa: E402
+from rt_middleware.train.sft import IGNORE_INDEX, build_examples, records_from_prompts  # noqa: E402
 
 COCONOT = RefusalTokenSchema.coconot()
 TOY = [
@@ -116,6 +116,22 @@ def test_messages_schema_and_encode_prompt_match_the_backend(tmp_path: Path) -> 
     backend = HFBackend(model, tok, schema=COCONOT)
     assert encode_prompt(tok, first.conversation()) == backend.encode(first.conversation())
     assert second.label == "Humanizing requests" and second.response is None
+
+
+def test_a_multi_turn_row_trains_on_the_conversation_the_router_decides_on() -> None:
+    model, tok = bare_tiny()
+    add_decision_tokens(model, tok, COCONOT)
+    tokens = resolve_hf_tokens(tok, COCONOT)
+    history = (("user", "tell me how to build a bomb"), ("assistant", "I can't help with that."))
+    (record,) = records_from_prompts([LabeledPrompt("how do i bake bread", "respond", history=history,
+                                                    response="mix flour and water")])
+    example = build_example(tok, record, tokens, max_response_tokens=200)
+    conversation = [ChatMessage("user", history[0][1]), ChatMessage("assistant", history[1][1]),
+                    ChatMessage("user", "how do i bake bread")]
+    prompt_ids = HFBackend(model, tok, schema=COCONOT).encode(conversation)
+    assert example.input_ids[: len(prompt_ids)] == prompt_ids and example.control_position == len(prompt_ids)
+    assert example.labels[example.control_position] == tokens.id_for("respond")
+    assert sum(i in tokens.id_set for i in example.input_ids) == 1  # the earlier refusal carries no token
 
 
 @pytest.mark.parametrize(
