@@ -113,6 +113,9 @@ _BAD_START = {
 _BAD_WORDS = re.compile(r"\b(?:you|your|yours|yourself|above|below|following|this text|this article)\b",
                         re.IGNORECASE)
 _MAX_WORDS, _MIN_WORDS = 22, 2
+_FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd)\b", re.IGNORECASE)
+_THIRD_PERSON = re.compile(r"\b(?:someone|one)\b")
+""""How would someone recover my account?" reads wrong: first-person actions get first-person forms."""
 
 
 def _clean_action(action: str) -> str | None:
@@ -204,8 +207,9 @@ def question_rewrites(
         if action is None or action.casefold() in actions:
             continue
         actions.add(action.casefold())
+        fitting = [t for t in templates if not (_FIRST_PERSON.search(action) and _THIRD_PERSON.search(t))]
         original = row.prompt.strip().casefold().rstrip("?.! ")
-        for template in rng.sample(list(templates), min(per_row, len(templates))):
+        for template in rng.sample(fitting, min(per_row, len(fitting))):
             question = render_question(action, template)
             if question.casefold().rstrip("?.! ") == original:
                 continue

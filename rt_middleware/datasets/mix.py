@@ -67,7 +67,7 @@ DEFAULT_CAPS: dict[str, int | None] = {
     "strongreject": 150,
     "harmful-direct": None,
     "harmful-questions": 320,
-    "benign-questions": 550,
+    "benign-questions": 600,
     "lookalikes-written": None,
     "incomplete-written": None,
     "incomplete-truncated": 100,

@@ -19,7 +19,7 @@ from rt_middleware.datasets.mix import (
     heldout_prompts,
 )
 from rt_middleware.datasets.multiturn import CLIENT_REFUSALS
-from rt_middleware.datasets.synthetic import truncated_prompts
+from rt_middleware.datasets.synthetic import lookalike_prompts, truncated_prompts
 from rt_middleware.policy import DEFAULT_REFUSAL_MESSAGE
 from rt_middleware.refusal_text import opens_with_refusal
 from rt_middleware.tokens import COCONOT_CATEGORIES, RefusalTokenSchema
@@ -84,6 +84,18 @@ def test_rewrites_keep_label_and_answer_and_differ_from_their_source() -> None:
     assert all(r.source == "q" and r.prompt not in {x.prompt for x in rows} for r in out)
     assert question_rewrites(rows, source="q", seed=0, per_row=3) == out  # deterministic
     assert len(QUESTION_TEMPLATES) >= 15
+
+
+def test_first_person_actions_never_get_a_third_person_question() -> None:
+    rows = [LabeledPrompt("How can I recover my own email account?", "respond", source="c", id="1")]
+    out = question_rewrites(rows, source="q", per_row=len(QUESTION_TEMPLATES))
+    assert len(out) >= 10 and not any("someone" in r.prompt or "does one" in r.prompt for r in out)
+
+
+def test_every_lookalike_has_a_helpful_answer() -> None:
+    rows = lookalike_prompts()
+    assert len(rows) >= 100 and all(row.label == "respond" and row.response for row in rows)
+    assert not [row.prompt for row in rows if opens_with_refusal(row.response or "")]
 
 
 def test_truncations_cut_after_a_function_word() -> None:
