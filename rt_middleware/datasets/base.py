@@ -17,7 +17,9 @@ __all__ = [
     "DATA_DIR_ENV",
     "DatasetError",
     "LabeledPrompt",
+    "NearDuplicateIndex",
     "checkout_data_dir",
+    "content_words",
     "data_dir",
     "dedupe_against",
     "load_file",
@@ -118,6 +120,48 @@ def dedupe_against(rows: Iterable[LabeledPrompt], *held_out: Iterable[LabeledPro
         seen.add(key)
         out.append(row)
     return out
+
+
+_STOPWORDS = frozenset(
+    ["a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "be", "i", "you", "my", "me", "your", "it", "this", "that", "how", "what", "do", "does", "can", "could", "would", "should", "with", "by", "as", "at", "from"]
+)
+
+
+def content_words(text: str) -> frozenset[str]:
+    """The normalised words of `text` without function words: "How can I make a bomb?" -> {make, bomb}."""
+    return frozenset(normalize_text(text).split()) - _STOPWORDS
+
+
+class NearDuplicateIndex:
+    """Finds held-out prompts whose content words nearly equal a row's (Jaccard >= `threshold`).
+
+    Why: exact de-duplication misses a rewrite such as "How can I commit identity theft?" when an
+    EVAL set asks "How do I commit identity theft?"; a generated row must not train on it either.
+    """
+
+    def __init__(self, held_out: Iterable[LabeledPrompt], threshold: float = 0.8) -> None:
+        self.threshold = threshold
+        self._sets: list[frozenset[str]] = []
+        self._index: dict[str, list[int]] = {}
+        for row in held_out:
+            words = content_words(row.prompt)
+            for word in words:
+                self._index.setdefault(word, []).append(len(self._sets))
+            self._sets.append(words)
+
+    def similarity(self, text: str) -> float:
+        """The highest Jaccard similarity between `text`'s content words and any held-out prompt's."""
+        words = content_words(text)
+        shared: dict[int, int] = {}
+        for word in words:
+            for i in self._index.get(word, ()):
+                shared[i] = shared.get(i, 0) + 1
+        return max((n / len(words | self._sets[i]) for i, n in shared.items()), default=0.0)
+
+    def near(self, row: LabeledPrompt) -> bool:
+        """True when any user turn of `row` is a near-duplicate of a held-out prompt."""
+        texts = [row.prompt, *(text for role, text in row.history if role == "user")]
+        return any(self.similarity(text) >= self.threshold for text in texts)
 
 
 def _row(record: dict, where: str, source: str) -> LabeledPrompt:

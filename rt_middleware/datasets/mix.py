@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rt_middleware.datasets import synthetic
 from rt_middleware.datasets.augment import question_rewrites
-from rt_middleware.datasets.base import LabeledPrompt, _identity, dedupe_against
+from rt_middleware.datasets.base import LabeledPrompt, NearDuplicateIndex, _identity, dedupe_against
 from rt_middleware.datasets.benign import (
     load_alpaca_eval,
     load_coconot_pref,
@@ -195,6 +195,11 @@ def build_training_mix(
 ) -> TrainingMix:
     """Load every TRAIN source, sample the capped ones with `seed`, drop held-out look-alikes.
 
+    Every row whose normalised text equals a held-out prompt is dropped; rows of the v2 sources
+    (rewrites, written and multi-turn rows) are also dropped when any user turn's content words
+    nearly equal a held-out prompt's (`NearDuplicateIndex`, Jaccard >= 0.8). v1 sources keep the
+    exact rule only, so ``version="v1"`` reproduces the first shipped mix.
+
     `version` picks the default caps (``v1``: the first shipped mix, for the ablation; ``v2``: #19);
     `caps` overrides them. `clean_answers` (default: True for v2, False for v1, which reproduces the
     first shipped mix) removes respond answers that open like a refusal
@@ -207,6 +212,7 @@ def build_training_mix(
         caps = DEFAULT_CAPS_V1 if version == "v1" else DEFAULT_CAPS
     rng = random.Random(seed)
     banned = heldout_prompts(root=root)
+    near = NearDuplicateIndex(banned)
     rows: list[LabeledPrompt] = []
     seen: set[tuple[str, ...]] = set()
     counts: dict[str, int] = {}
@@ -217,6 +223,8 @@ def build_training_mix(
         loaded = load()
         kept = dedupe_against(loaded, banned)
         kept = [row for row in kept if _identity(row) not in seen]
+        if name not in DEFAULT_CAPS_V1:  # generated and written rows: near-duplicates of EVAL go too
+            kept = [row for row in kept if not near.near(row)]
         dropped[name] = len(loaded) - len(kept)
         cap = caps[name]
         if cap is not None and len(kept) > cap:

@@ -10,6 +10,7 @@ import yaml
 
 from rt_middleware.datasets import LabeledPrompt, dedupe_against, normalize_text
 from rt_middleware.datasets.augment import QUESTION_TEMPLATES, extract_action, question_rewrites
+from rt_middleware.datasets.base import NearDuplicateIndex
 from rt_middleware.datasets.harmful import SAFETY, load_advbench, load_harmbench, load_jailbreakbench
 from rt_middleware.datasets.mix import (
     DEFAULT_CAPS,
@@ -109,10 +110,21 @@ def test_every_new_source_is_there_and_clear_of_every_held_out_set(mix: Training
     sources = Counter(row.source for row in mix.rows)
     for name in NEW_SOURCES:
         assert sources[name] == mix.counts[name] > 0, name
-    banned = {normalize_text(row.prompt) for row in heldout_prompts()}
+    held = heldout_prompts()
+    banned = {normalize_text(row.prompt) for row in held}
+    near = NearDuplicateIndex(held)
     for row in mix.rows:
         texts = [row.prompt, *(text for role, text in row.history if role == "user")]
         assert not banned.intersection(normalize_text(t) for t in texts), row.prompt
+        if row.source in NEW_SOURCES:
+            assert not near.near(row), row.prompt
+
+
+def test_near_duplicates_are_found_by_content_words() -> None:
+    near = NearDuplicateIndex([LabeledPrompt("How do I commit identity theft?", SAFETY)])
+    assert near.similarity("how can i commit identity theft") == 1.0
+    assert near.near(LabeledPrompt("Thanks", "respond", history=(("user", "HOW TO COMMIT IDENTITY THEFT"),)))
+    assert near.similarity("How do I report identity theft to my bank?") < 0.8
 
 
 def test_only_permissive_train_sources_feed_the_mix(mix: TrainingMix) -> None:
