@@ -1,4 +1,5 @@
-"""`rt eval`: refusal metrics of a model under a tenant policy, from cached first-token distributions."""
+"""`rt eval`: refusal metrics of a model under a tenant policy, from cached first-token distributions,
+plus the opener rate (benign answers after a forced `[respond]` that open with refusal text)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,11 @@ def print_eval(result: EvalResult, title: str) -> None:
 @app.command("eval")
 def eval_command(
     dataset: Annotated[
-        str, typer.Option("--dataset", help="coconot, xstest, or a FILE (JSONL/CSV: prompt, label).")
+        str,
+        typer.Option(
+            "--dataset",
+            help="coconot, xstest, alpaca-eval (benign only), or a FILE (JSONL/CSV: prompt, label).",
+        ),
     ],
     model: ModelOption = "default",
     device: DeviceOption = None,
@@ -95,9 +100,33 @@ def eval_command(
         int, typer.Option("--max-new-tokens", min=1, help="Response length in judge mode.")
     ] = 128,
     isolation_coverage: IsolationOption = ISOLATION_COVERAGE,
+    opener_tokens: Annotated[
+        int,
+        typer.Option(
+            "--opener-tokens",
+            min=0,
+            help="Opener rate: greedy tokens generated after a forced [respond] for each benign "
+            "prompt (label respond), checked for refusal text. 0 turns it off.",
+        ),
+    ] = 24,
+    opener_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--opener-limit",
+            min=1,
+            help="Measure the opener rate on a seeded sample of at most this many benign prompts.",
+        ),
+    ] = None,
 ) -> None:
-    """Per-label refusal rates, TPR/FPR/F1, threshold sweep, ROC and isolation; plots and a JSON report."""
-    from rt_middleware.evaluation import evaluate_first_token, load_eval_rows, write_eval_report
+    """Per-label refusal rates, TPR/FPR/F1, threshold sweep, ROC and isolation, and the opener rate;
+    plots and a JSON report."""
+    from rt_middleware.evaluation import (
+        evaluate_first_token,
+        load_eval_rows,
+        opener_rate,
+        opener_rows,
+        write_eval_report,
+    )
 
     with user_errors():
         backend = load_model(model, device=device, dtype=dtype)
@@ -124,6 +153,10 @@ def eval_command(
             isolation_coverage=isolation_coverage,
         )
         out_dir = out or Path("rt-eval") / name
+        benign = opener_rows(rows, limit=opener_limit, seed=seed) if opener_tokens else []
+        if benign:
+            result.openers = opener_rate(backend, benign, max_new_tokens=opener_tokens, progress=True)
+            result.opener_rows = benign
         if judge is not None:
             judge_options = {} if runs_on_llamacpp(judge) else {"device": device, "dtype": dtype}
             judge_backend = load_model(judge, **judge_options)
@@ -138,7 +171,7 @@ def eval_command(
             "policy": str(policy) if policy else "shipped default",
             "policy_version": store.version,
             "temperature": tenant_policy.temperature,
-            "mode": "first-token" + (" + judge" if judge else ""),
+            "mode": "first-token" + (" + openers" if benign else "") + (" + judge" if judge else ""),
         }
         paths = write_eval_report(result, out_dir, meta)
     print_eval(result, f"{name} · {backend.model_name} · tenant {used_tenant}")
@@ -149,8 +182,34 @@ def eval_command(
             f"{fmt(j['agreement'])}, unparsed {j['unparsed']}",
             highlight=False,
         )
+    if result.openers is not None:
+        print_openers(result.openers, title=f"answers after [respond] that open with refusal text ({name})")
     for kind, path in paths.items():
         console.print(f"[dim]{kind}:[/] {path}", highlight=False)
+
+
+def print_openers(openers: dict[str, Any], title: str, examples: int = 3) -> None:
+    """Overall and per-group opener rates, then a few detected answers (prompt and answer cut short)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title))
+    for column in ("group", "n", "refusal opener", "rate", "95% CI"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    groups = openers["per_group"] if len(openers["per_group"]) > 1 else {}
+    for group, rate in [*groups.items(), ("all benign", openers)]:
+        lo, hi = rate["ci95"]
+        table.add_row(group, str(rate["total"]), str(rate["count"]), fmt(rate["rate"]), f"{fmt(lo)} - {fmt(hi)}")
+    console.print(table)
+    console.print(f"[dim]{openers['max_new_tokens']} greedy tokens per answer[/]", highlight=False)
+    for example in openers["examples"][:examples]:
+        prompt = " ".join(str(example.get("prompt", example.get("id", ""))).split())
+        answer = " ".join(example["answer"].split())
+        console.print(f"  {_cut(prompt, 60)!r} -> {_cut(answer, 90)!r}", markup=False, highlight=False)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _judge(

@@ -1,4 +1,5 @@
-"""Evaluation harness: first-token metrics from cached distributions, sweeps, plots, judge mode.
+"""Evaluation harness: first-token metrics from cached distributions, sweeps, plots, judge mode,
+and the opener rate (answers after a forced ``[respond]`` that open with refusal text).
 
 Layering: above the backends, below calibration, training and the CLI (it uses backends,
 policies and `decide`, never LangChain). The model runs once per (model, prompt, temperature);
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
         binary_metrics,
         refusal_rates,
         wilson_interval,
+    )
+    from rt_middleware.evaluation.openers import (
+        opener_rate,
+        opener_report,
+        opener_rows,
     )
     from rt_middleware.evaluation.sweep import (
         ISOLATION_COVERAGE,
@@ -78,6 +84,9 @@ __all__ = [
     "isolation_band",
     "load_eval_rows",
     "model_identity",
+    "opener_rate",
+    "opener_report",
+    "opener_rows",
     "refusal_rates",
     "roc_curve",
     "rules_of",
@@ -111,6 +120,9 @@ _LAZY = {
     "isolation_band": "rt_middleware.evaluation.sweep",
     "load_eval_rows": "rt_middleware.evaluation.harness",
     "model_identity": "rt_middleware.evaluation.cache",
+    "opener_rate": "rt_middleware.evaluation.openers",
+    "opener_report": "rt_middleware.evaluation.openers",
+    "opener_rows": "rt_middleware.evaluation.openers",
     "refusal_rates": "rt_middleware.evaluation.metrics",
     "roc_curve": "rt_middleware.evaluation.sweep",
     "rules_of": "rt_middleware.evaluation.table",

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from rt_middleware.datasets import DatasetError, LabeledPrompt, load_coconot, load_file, load_xstest
+from rt_middleware.datasets import (
+    DatasetError,
+    LabeledPrompt,
+    load_alpaca_eval,
+    load_coconot,
+    load_file,
+    load_xstest,
+)
 from rt_middleware.decision import Decision, decide
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.evaluation.metrics import BinaryMetrics, Rate, binary_metrics, refusal_rates
@@ -43,6 +50,7 @@ __all__ = [
     "EvalResult",
     "evaluate_first_token",
     "load_eval_rows",
+    "opener_summary",
     "split_rows",
     "write_eval_report",
 ]
@@ -84,7 +92,8 @@ def load_eval_rows(
     holdout_fraction: float = 0.5,
     seed: int = 0,
 ) -> tuple[str, list[LabeledPrompt]]:
-    """(display name, rows) for ``coconot`` (test split unless told), ``xstest`` or a FILE.
+    """(display name, rows) for ``coconot`` (test split unless told), ``xstest``, ``alpaca-eval``
+    (805 benign instructions, label respond: for the opener rate) or a FILE.
 
     A FILE is evaluated whole, or with split ``test``/``calibration`` exactly the held-out /
     calibration part that `rt calibrate` uses with the same seed and fraction.
@@ -98,6 +107,10 @@ def load_eval_rows(
         if split not in (None, "test"):
             raise DatasetError("XSTest is an evaluation-only set: it has no calibration split")
         return "xstest", load_xstest()
+    if dataset == "alpaca-eval":
+        if split not in (None, "test"):
+            raise DatasetError("AlpacaEval is an evaluation-only set: it has no calibration split")
+        return "alpaca-eval", load_alpaca_eval()
     rows = load_file(dataset, categories=categories)
     if split is None:
         return Path(dataset).stem, rows
@@ -123,6 +136,10 @@ class EvalResult:
     isolation: list[IsolationRow]
     isolation_coverage: float = ISOLATION_COVERAGE
     judge: dict[str, Any] | None = field(default=None)
+    openers: dict[str, Any] | None = field(default=None)
+    """`rt_middleware.evaluation.openers.opener_rate` on the benign rows, when measured."""
+    opener_rows: list[LabeledPrompt] = field(default_factory=list)
+    """The rows `openers` was measured on, in its order."""
 
     @property
     def refused(self) -> list[bool]:
@@ -231,6 +248,8 @@ def write_eval_report(result: EvalResult, out_dir: Path, meta: Mapping[str, Any]
             }
             fh.write(json.dumps(record) + "\n")
     paths["predictions"] = predictions
+    if result.openers is not None:
+        paths["openers"] = _write_openers(result.opener_rows, result.openers, out_dir / "openers.jsonl")
     report = {
         **meta,
         "refusal_rate_definition": REFUSAL_RATE_DEFINITION,
@@ -244,9 +263,31 @@ def write_eval_report(result: EvalResult, out_dir: Path, meta: Mapping[str, Any]
             "rows": [row.to_dict() for row in result.isolation],
         },
         "judge": result.judge,
+        "openers": opener_summary(result.openers) if result.openers is not None else None,
         "files": {k: str(v) for k, v in paths.items()},
     }
     report_path = out_dir / "report.json"
     report_path.write_text(json.dumps(_jsonable(report), indent=2), encoding="utf-8")
     paths["report"] = report_path
     return paths
+
+
+def opener_summary(openers: Mapping[str, Any]) -> dict[str, Any]:
+    """The opener report without per-row lists and prompt text (report.json keeps ids only, like
+    predictions.jsonl; the answers go to openers.jsonl)."""
+    summary = {k: v for k, v in openers.items() if k not in ("answers", "openers")}
+    summary["examples"] = [{k: v for k, v in e.items() if k != "prompt"} for e in openers.get("examples", [])]
+    return summary
+
+
+def _write_openers(rows: Sequence[LabeledPrompt], openers: Mapping[str, Any], path: Path) -> Path:
+    """One line per measured row: id, group, the detected opener (or null) and the answer."""
+    from rt_middleware.evaluation.openers import opener_group
+
+    with path.open("w", encoding="utf-8") as fh:
+        for i, (row, answer, opener) in enumerate(
+            zip(rows, openers["answers"], openers["openers"], strict=True)
+        ):
+            record = {"id": row.id or str(i), "group": opener_group(row), "opener": opener, "answer": answer}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path

@@ -110,6 +110,10 @@ def test_eval_file_writes_report_plots_and_reuses_the_cache(tiny_dir: Path, tmp_
     assert len(predictions) == 72 and json.loads(predictions[0])["id"] == "0-0"
     refused = sum(json.loads(line)["action"] != "respond" for line in predictions)
     assert refused == binary["tp"] + binary["fp"]
+    openers = report["openers"]  # on by default: the 12 benign rows, 24 greedy tokens each
+    assert openers["total"] == 12 and openers["max_new_tokens"] == 24 and report["mode"] == "first-token + openers"
+    assert len((out / "openers.jsonl").read_text().splitlines()) == 12
+    assert "answers after [respond] that open with refusal text" in result.stdout
 
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "72 prompts: 0 model passes" in again.stdout
@@ -388,3 +392,31 @@ def test_eval_and_calibrate_on_coconot(tiny_dir: Path, tmp_path: Path) -> None:
     body = json.loads((tmp_path / "p_report" / "calibration.json").read_text())
     assert body["fit"]["categories"]["Indeterminate requests"]["n_calibration"] == 28  # CALIBRATION split
     assert body["heldout"]["categories"]["Indeterminate requests"]["total"] == 57  # TEST split
+
+
+def test_eval_of_benign_prompts_reports_the_opener_rate(tiny_dir: Path, tmp_path: Path) -> None:
+    """A FILE of benign prompts only (an AlpacaEval-like list): no should-refuse metrics to speak
+    of, the opener rate on a seeded sample; --opener-tokens 0 turns it off."""
+    data = tmp_path / "benign.jsonl"
+    rows = [{"id": f"b{i}", "prompt": f"{WORDS[i % len(WORDS)]} please {i}", "label": "respond",
+             "subcategory": "ab"[i % 2]} for i in range(9)]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    args = ["eval", "--model", str(tiny_dir), "--dataset", str(data), "--out", str(out), "--no-cache"]
+    result = runner.invoke(app, [*args, "--opener-tokens", "4", "--opener-limit", "5"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    openers = report["openers"]
+    assert openers["total"] == 5 and openers["max_new_tokens"] == 4 and set(openers["per_group"]) <= {"a", "b"}
+    assert sum(g["total"] for g in openers["per_group"].values()) == 5
+    assert not any("prompt" in e for e in openers["examples"])  # report.json holds no prompt text
+    lines = [json.loads(line) for line in (out / "openers.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and {"id", "group", "opener", "answer"} == set(lines[0])
+    assert "all benign" in result.stdout and "4 greedy tokens per answer" in result.stdout
+
+    (out / "openers.jsonl").unlink()
+    off = runner.invoke(app, [*args, "--opener-tokens", "0"])
+    assert off.exit_code == 0, off.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["openers"] is None and report["mode"] == "first-token"
+    assert not (out / "openers.jsonl").exists()
