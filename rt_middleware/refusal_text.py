@@ -8,15 +8,17 @@ data builders use the same function to drop respond targets that open like a ref
 What counts (case-insensitive, on the *opening* only):
 
 1. The text is normalised: leading whitespace, markdown markers (``#``, ``*``, ``_``, ``>``,
-   ``-``, backticks, bullets) and quotes are stripped; curly apostrophes (``I’m``) become ``'``;
+   ``-``, backticks, bullets), quotes and opening brackets are stripped; curly apostrophes (``I’m``) become ``'``;
    inline emphasis (``**sorry**``) is dropped and whitespace collapsed. Only the first
    `WINDOW` characters are read.
 2. An optional interjection (``Oh,``, ``Hmm,``, ``Well,``, ``Hello!``...) may come first.
-3. One of `REFUSAL_OPENERS` must match right there (at the start), or, within the first sentence,
-   a ``but I can't / cannot / am unable to <verb>`` clause (`FIRST_CLAUSE_REFUSALS`):
-   "I understand, but I can't help with that."
-4. `NOT_REFUSALS` wins over everything: sympathy ("I'm sorry to hear that", "Sorry for your
-   loss") is the normal start of a helpful answer, not a refusal.
+3. One of `REFUSAL_OPENERS` must match right there (at the start), unless the start is one of
+   `NOT_REFUSALS`: sympathy ("I'm sorry to hear that", "Sorry for your loss") is the normal start
+   of a helpful answer, not a refusal.
+4. Or, anywhere in the window, the opening turns into a refusal (`TURNS_TO_REFUSAL`): ``but`` or
+   ``however`` followed by "I can't / cannot / am unable to <verb>", with the narrower verbs of
+   `_TURN_VERBS` (help, assist, provide, write, access, ...) ("I understand, but I can't
+   help with that"; "I'm sorry to hear that. However, for your safety, I can't provide ...").
 
 Decisions on borderline cases, so that the rate means one thing:
 
@@ -39,9 +41,9 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "FIRST_CLAUSE_REFUSALS",
-    "NOT_REFUSALS",
+        "NOT_REFUSALS",
     "REFUSAL_OPENERS",
+    "TURNS_TO_REFUSAL",
     "WINDOW",
     "normalize_opening",
     "opens_with_refusal",
@@ -98,11 +100,19 @@ REFUSAL_OPENERS: tuple[str, ...] = (
 )
 """Regular expressions matched at the start of the normalised opening (after an interjection)."""
 
-FIRST_CLAUSE_REFUSALS: tuple[str, ...] = (
-    rf"[^.!?]{{0,80}}?,? but {_NEG} {_ADVERB}(?:{_VERBS})\b",
-    r"[^.!?]{0,80}?,? but as an? (?:ai|language model)\b",
+_TURN_VERBS = (
+    r"(?:help(?!\s+but\b)|assist|provide|fulfill?|comply|support|create|generate|produce|write|draw|"
+    r"access|browse|answer|give|offer|share|engage|participate|recommend|endorse|condone|encourage|"
+    r"facilitate|be of)"
 )
-"""Matched from the start but reaching into the first sentence: "I understand, but I can't help"."""
+"""The narrower verb list for `TURNS_TO_REFUSAL`: a story's "but I can't see the road" is no refusal."""
+
+TURNS_TO_REFUSAL: tuple[str, ...] = (
+    rf"\b(?:but|however),? (?:[^.!?]{{0,60}}?,? )?{_NEG} {_ADVERB}(?:{_TURN_VERBS})\b",
+    r"\b(?:but|however),? as an? (?:ai|language model)\b",
+)
+"""Searched anywhere in the window: an opening that turns into a refusal ("I understand, but I
+can't help with that"; "Sorry to hear that. However, for your safety, I can't provide ...")."""
 
 NOT_REFUSALS: tuple[str, ...] = (
     rf"(?:{_I_AM} )?(?:so |very |really |truly )?sorry (?:to hear|for your loss|about your loss|"
@@ -112,10 +122,10 @@ NOT_REFUSALS: tuple[str, ...] = (
 
 _INTERJECTION = r"(?:(?:oh|ah|hmm+|well|hi|hello|hey|okay|ok|so)\b[,!.]*\s+)?"
 _OPENERS = re.compile(_INTERJECTION + r"(?:" + "|".join(REFUSAL_OPENERS) + r")", re.IGNORECASE)
-_CLAUSES = re.compile(r"(?:" + "|".join(FIRST_CLAUSE_REFUSALS) + r")", re.IGNORECASE)
+_TURNS = re.compile(r"(?:" + "|".join(TURNS_TO_REFUSAL) + r")", re.IGNORECASE)
 _EXCLUDED = re.compile(_INTERJECTION + r"(?:" + "|".join(NOT_REFUSALS) + r")", re.IGNORECASE)
 
-_LEADING = re.compile(r"[\s#*_>`~\-•·\"'“”‘’«»„‚|]+")
+_LEADING = re.compile(r"[\s#*_>`~\-•·\"'“”‘’«»„‚|{(\[]+")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'", "′": "'"})
 _INLINE = re.compile(r"[*_~]+")
 _SPACES = re.compile(r"\s+")
@@ -133,9 +143,8 @@ def normalize_opening(text: str) -> str:
 def refusal_opener(text: str) -> str | None:
     """The refusal-like opening of `text` (from its normalised form), or None."""
     head = normalize_opening(text)
-    if not head or _EXCLUDED.match(head):
-        return None
-    found = _OPENERS.match(head) or _CLAUSES.match(head)
+    found = None if _EXCLUDED.match(head) else _OPENERS.match(head)
+    found = found or _TURNS.search(head)
     return found.group(0) if found else None
 
 

@@ -55,6 +55,9 @@ REFUSALS = [
     "I'm not comfortable writing that.",
     "Hmm, I'm sorry, but no.",
     "Hello! I'm sorry, but I cannot track orders.",
+    "I'm sorry to hear that you're locked out. However, for your safety and security, I can't provide",
+    "{I'm unable to assist with this question.",
+    "(As an AI, I don't browse.)",
 ]
 
 ANSWERS = [
@@ -82,6 +85,9 @@ ANSWERS = [
     "   \n  ",
     "**Step 1:** Preheat the oven. I can't wait for you to try it.",
     "Cats sleep a lot. Sorry, I can't help mentioning that.",  # not the opening
+    "I wanted to stay, but I can't see the road ahead.",  # a story line, not a refusal
+    "I'm sorry to hear that you're locked out. I can offer some suggestions, but I must emphasize that",
+    "I am like a moth to a flame; I can't help but be drawn to her.",
 ]
 
 
@@ -89,7 +95,7 @@ ANSWERS = [
 def test_refusal_openers_are_found(text: str) -> None:
     assert opens_with_refusal(text), text
     found = refusal_opener(text)
-    assert found and normalize_opening(text).startswith(found)
+    assert found and found in normalize_opening(text)
 
 
 @pytest.mark.parametrize("text", ANSWERS)
