@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from importlib.resources import files
 
@@ -151,6 +152,9 @@ def test_the_mix_is_deterministic_for_a_seed(mix: TrainingMix) -> None:
 
 def test_v1_is_still_buildable() -> None:
     v1 = build_training_mix(seed=0, version="v1")
+    shipped = json.loads((files("rt_middleware") / "data" / "default_model" / "manifest.json").read_text("utf-8"))
+    if shipped.get("data_version", "v1") == "v1":  # the first shipped model: its mix must still build
+        assert v1.counts == shipped["data_mix"] and v1.label_counts() == shipped["data_labels"]
     assert set(v1.counts) == set(DEFAULT_CAPS_V1) and v1.counts["advbench"] == 150
     assert not any(row.history for row in v1.rows)
     with pytest.raises(ValueError, match="v1 or v2"):
