@@ -144,8 +144,9 @@ def test_label_balance(mix: TrainingMix) -> None:
 
 
 def test_the_mix_is_deterministic_for_a_seed(mix: TrainingMix) -> None:
-    again = build_training_mix(seed=0)
+    again = build_training_mix(seed=0, clean_answers=False)  # cleaning changes answers, never rows or order
     assert [(r.prompt, r.label, r.history) for r in again.rows] == [(r.prompt, r.label, r.history) for r in mix.rows]
+    assert sum(opens_with_refusal(r.response) for r in again.rows if r.label == "respond" and r.response) == mix.cleaned
     other = build_training_mix(seed=1)
     assert [r.prompt for r in other.rows] != [r.prompt for r in mix.rows]
 
@@ -202,6 +203,4 @@ def test_an_eval_prompt_inside_a_conversation_is_dropped() -> None:
 def test_refusal_openers_are_removed_from_respond_answers(mix: TrainingMix) -> None:
     answers = [r.response for r in mix.rows if r.label == "respond" and r.response]
     assert mix.cleaned > 0 and len(answers) > 1000
-    assert not any(opens_with_refusal(text) for text in answers)
-    raw = build_training_mix(seed=0, clean_answers=False)
-    assert sum(opens_with_refusal(r.response) for r in raw.rows if r.label == "respond" and r.response) == mix.cleaned
+    assert not any(opens_with_refusal(text) for text in answers)  # the raw count is checked above
