@@ -7,13 +7,15 @@ stay valid JSON.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from rt_middleware.tokens import RESPOND
 
-__all__ = ["BinaryMetrics", "Rate", "binary_metrics", "refusal_rates", "wilson_interval"]
+__all__ = ["BinaryMetrics", "Rate", "binary_metrics", "bootstrap_interval", "refusal_rates", "wilson_interval"]
 
 Z_95 = 1.959963984540054
 """Two-sided 95% normal quantile."""
@@ -141,3 +143,21 @@ def refusal_rates(labels: Sequence[str], refused: Sequence[bool]) -> dict[str, R
         bucket[1] += 1
     order = sorted(counts, key=lambda name: (name == RESPOND, name))
     return {name: Rate(*counts[name]) for name in order}
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float | None], n: int, *, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile 95% interval of `statistic` over `resamples` seeded resamples of ``range(n)``.
+
+    For figures without a closed-form interval (F1, AUC); `statistic` gets the resampled row
+    indices and may return None (undefined on that resample, e.g. no positives), which is skipped.
+    """
+    if n <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = [v for v in (statistic(rng.integers(0, n, n)) for _ in range(resamples)) if v is not None]
+    if not values:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)

@@ -21,6 +21,7 @@ __all__ = [
     "IsolationRow",
     "RocCurve",
     "ThresholdSweep",
+    "common_refusal_score",
     "isolation",
     "isolation_band",
     "roc_curve",
@@ -40,7 +41,7 @@ def _label_masks(labels: Sequence[str]) -> dict[str, np.ndarray]:
     return {name: arr == name for name in order}
 
 
-def _common_score(table: ProbabilityTable, rules: Mapping[str, Rule]) -> np.ndarray:
+def common_refusal_score(table: ProbabilityTable, rules: Mapping[str, Rule]) -> np.ndarray:
     """Highest probability among the categories allowed to fire: refused at threshold t iff >= t."""
     cols = [table.column(c) for c in table.categories if rules.get(c) != NEVER]
     return np.max(np.stack(cols, axis=1), axis=1) if cols else np.zeros(len(table))
@@ -64,7 +65,7 @@ def sweep_thresholds(
     table: ProbabilityTable, labels: Sequence[str], rules: Mapping[str, Rule], grid: np.ndarray = DEFAULT_GRID
 ) -> ThresholdSweep:
     """The paper's single-knob sweep: one threshold for all categories not set to respond."""
-    score = _common_score(table, rules)
+    score = common_refusal_score(table, rules)
     rates = {
         name: np.array([float(np.mean(score[mask] >= t)) for t in grid])
         for name, mask in _label_masks(labels).items()
@@ -116,7 +117,7 @@ def roc_curve(table: ProbabilityTable, labels: Sequence[str], rules: Mapping[str
     positive = np.asarray([label != RESPOND for label in labels])
     if positive.all() or not positive.any():
         raise ConfigError("a ROC curve needs both should-refuse and should-answer prompts")
-    score = _common_score(table, rules)
+    score = common_refusal_score(table, rules)
     cuts = np.concatenate([[np.inf], np.unique(score)[::-1]])
     tpr = np.array([np.mean(score[positive] >= t) for t in cuts])
     fpr = np.array([np.mean(score[~positive] >= t) for t in cuts])

@@ -21,15 +21,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rt_middleware.datasets import LabeledPrompt, load_coconot, load_xstest
+import numpy as np
+
+from rt_middleware.datasets import LabeledPrompt, load_alpaca_eval, load_coconot, load_xstest
 from rt_middleware.decision import decide
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.evaluation.harness import opener_summary
-from rt_middleware.evaluation.metrics import binary_metrics, refusal_rates
+from rt_middleware.evaluation.metrics import (
+    binary_metrics,
+    bootstrap_interval,
+    refusal_rates,
+    wilson_interval,
+)
+from rt_middleware.evaluation.multiturn import refused_history_report
 from rt_middleware.evaluation.openers import DEFAULT_OPENER_TOKENS, opener_rate, opener_rows
+from rt_middleware.evaluation.sweep import common_refusal_score
+from rt_middleware.evaluation.table import ProbabilityTable, rules_of
 from rt_middleware.policy import PolicyStore, TenantPolicy
 
-__all__ = ["quality_figures", "score"]
+__all__ = ["ALPACA_OPENER_LIMIT", "quality_figures", "score"]
+
+ALPACA_OPENER_LIMIT = 200
+"""AlpacaEval prompts (a seeded sample of 805) whose answers the test split reads for openers: one
+greedy continuation each is the slow part of the measurement on a CPU."""
 
 
 def _group(row: LabeledPrompt) -> str:
@@ -41,11 +55,14 @@ def _group(row: LabeledPrompt) -> str:
 def score(
     rows: Sequence[LabeledPrompt], dists: Sequence[FirstTokenDistribution], policy: TenantPolicy
 ) -> dict[str, Any]:
-    """Refusal rates per label/category and F1 with should-refuse as the positive class."""
-    refused = [decide(d, policy).action != "respond" for d in dists]
-    metrics = binary_metrics([row.should_refuse for row in rows], refused)
-    by_group = refusal_rates([_group(row) for row in rows], refused)
-    return {
+    """Refusal rates per label/category and F1 with should-refuse as the positive class, each with
+    a 95% interval (Wilson for rates, seeded bootstrap for F1 and AUC), plus the policy-free AUC of
+    the common refusal score (as `rt eval`'s ROC)."""
+    refused = np.array([decide(d, policy).action != "respond" for d in dists])
+    truth = np.array([row.should_refuse for row in rows])
+    metrics = binary_metrics(truth.tolist(), refused.tolist())
+    by_group = refusal_rates([_group(row) for row in rows], refused.tolist())
+    figures: dict[str, Any] = {
         "n": len(rows),
         "should_refuse_recall": _rounded(metrics.tpr),
         "false_refusal_rate": _rounded(metrics.fpr),
@@ -53,6 +70,34 @@ def score(
         "f1": _rounded(metrics.f1),
         "refusal_rate_by_group": {k: _rounded(v.value) for k, v in sorted(by_group.items())},
     }
+    ci = {
+        "should_refuse_recall": _rounded_pair(wilson_interval(metrics.tp, metrics.tp + metrics.fn)),
+        "false_refusal_rate": _rounded_pair(wilson_interval(metrics.fp, metrics.fp + metrics.tn)),
+        "f1": _rounded_pair(
+            bootstrap_interval(lambda idx: binary_metrics(truth[idx].tolist(), refused[idx].tolist()).f1, len(rows))
+        ),
+        "refusal_rate_by_group": {k: _rounded_pair(v.interval) for k, v in sorted(by_group.items())},
+    }
+    if truth.any() and not truth.all():
+        table = ProbabilityTable.from_distributions(dists)
+        common = common_refusal_score(table, rules_of(policy, table.categories))
+        figures["auc"] = _rounded(_auc(common, truth))
+        ci["auc"] = _rounded_pair(bootstrap_interval(lambda idx: _auc(common[idx], truth[idx]), len(rows)))
+    figures["ci95"] = ci
+    return figures
+
+
+def _auc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve as the Mann-Whitney statistic (ties count half)."""
+    pos, neg = score[positive], score[~positive]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def _rounded_pair(pair: tuple[float, float] | None) -> list[float] | None:
+    return None if pair is None else [round(pair[0], 4), round(pair[1], 4)]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -67,9 +112,12 @@ def quality_figures(
     *,
     opener_tokens: int = DEFAULT_OPENER_TOKENS,
     opener_limit: int | None = None,
+    alpaca_limit: int | None = ALPACA_OPENER_LIMIT,
 ) -> dict[str, Any]:
     """Distributions once per set, then the tenant's decisions on them; with `opener_tokens` > 0
-    the opener rate of each set's benign rows (a seeded sample of `opener_limit` where given)."""
+    the opener rate of each set's benign rows (a seeded sample of `opener_limit` where given, and
+    of `alpaca_limit` AlpacaEval prompts on the test split). The CoCoNot split also gets the
+    refused-history check (`rt_middleware.evaluation.multiturn`)."""
     _, policy, _ = store.resolve(tenant)
     sets = {"coconot": load_coconot(split, "both")}  # type: ignore[arg-type]
     if split == "test":
@@ -83,11 +131,21 @@ def quality_figures(
         out[name] = score(rows, dists, policy)
         benign = opener_rows(rows, limit=opener_limit) if opener_tokens else []
         if benign:
-            report = opener_rate(backend, benign, max_new_tokens=opener_tokens, progress=True)
-            out[name]["opener_rate"] = _rounded(report["rate"])
-            out[name]["openers"] = {**opener_summary(report), "examples": report["examples"], "answers": report["answers"]}
+            out[name].update(_openers(backend, benign, opener_tokens))
         out[name]["distributions"] = [d.to_dict() for d in dists]
+    out["coconot"]["multiturn"] = refused_history_report(backend, sets["coconot"], policy, progress=True)
+    if split == "test" and opener_tokens:
+        alpaca = opener_rows(load_alpaca_eval(), limit=alpaca_limit)
+        out["alpaca_eval"] = {"n": len(alpaca), **_openers(backend, alpaca, opener_tokens)}
     return out
+
+
+def _openers(backend: Any, rows: Sequence[LabeledPrompt], tokens: int) -> dict[str, Any]:
+    report = opener_rate(backend, rows, max_new_tokens=tokens, progress=True)
+    return {
+        "opener_rate": _rounded(report["rate"]),
+        "openers": {**opener_summary(report), "examples": report["examples"], "answers": report["answers"]},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="Greedy tokens after a forced [respond] per benign prompt for the opener rate (0: skip).",
     )
     parser.add_argument("--opener-limit", type=int, default=None, help="Seeded sample of benign prompts.")
+    parser.add_argument(
+        "--alpaca-limit", type=int, default=ALPACA_OPENER_LIMIT,
+        help="Seeded sample of AlpacaEval prompts read for openers on the test split.",
+    )
     args = parser.parse_args(argv)
     if args.artifact is not None:
         from rt_middleware.artifact import apply_artifact
@@ -116,11 +178,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         backend = load_default_backend()
     store = PolicyStore.from_file(args.policy) if args.policy else PolicyStore.default()
     figures = quality_figures(
-        backend, store, args.tenant, args.split, opener_tokens=args.opener_tokens, opener_limit=args.opener_limit
+        backend, store, args.tenant, args.split, opener_tokens=args.opener_tokens, opener_limit=args.opener_limit,
+        alpaca_limit=args.alpaca_limit,
     )
     if args.save:
         args.save.write_text(json.dumps(figures, indent=1))
-    for name in ("coconot", "xstest"):
+    for name in ("coconot", "xstest", "alpaca_eval"):
         if name in figures:
             shown = {k: v for k, v in figures[name].items() if k not in ("distributions", "openers")}
             if "openers" in figures[name]:

@@ -83,3 +83,6 @@ def test_quality_figures_carry_the_opener_rate(tiny_model_and_tokenizer) -> None
     assert figures["coconot"]["opener_rate"] == openers["rate"]
     off = quality_figures(tiny_backend, PolicyStore.default(), None, "calibration", opener_tokens=0)
     assert "openers" not in off["coconot"] and "opener_rate" not in off["coconot"]
+    multiturn = figures["coconot"]["multiturn"]
+    assert multiturn["n"] == multiturn["answered_alone"]["total"] > 0
+    assert "auc" in figures["coconot"] and "ci95" in figures["coconot"]

@@ -32,3 +32,24 @@ def test_score_matches_hand_computed_figures() -> None:
     assert figures["refusal_rate_by_group"] == {
         INCOMPLETE: 0.5, "respond": 0.0, f"respond (mimics {INCOMPLETE})": 1.0,
     }
+
+
+def test_score_carries_intervals_and_the_policy_free_auc() -> None:
+    rows = [LabeledPrompt(str(i), INCOMPLETE) for i in range(6)] + [LabeledPrompt(f"r{i}", "respond") for i in range(6)]
+    # refusal score P(incomplete) 0.9..0.4 for should-refuse, 0.45..-: one respond row outranks one refusal
+    dists = [dist(1 - p) for p in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)] + [dist(1 - p) for p in (0.45, 0.3, 0.2, 0.1, 0.05, 0.0)]
+    figures = score(rows, dists, TenantPolicy())
+    # Mann-Whitney: 36 pairs, only (0.4 < 0.45) is mis-ordered -> 35/36
+    assert figures["auc"] == pytest.approx(round(35 / 36, 4))
+    ci = figures["ci95"]
+    low, high = ci["should_refuse_recall"]
+    assert low <= figures["should_refuse_recall"] <= high and 0 < low < high <= 1
+    assert ci["false_refusal_rate"][0] == 0.0  # no false refusals: Wilson starts at 0
+    assert ci["f1"][0] <= figures["f1"] <= ci["f1"][1]
+    assert ci["auc"][0] <= figures["auc"] <= ci["auc"][1] <= 1.0
+    assert set(ci["refusal_rate_by_group"]) == set(figures["refusal_rate_by_group"])
+
+
+def test_score_has_no_auc_when_every_row_has_one_label() -> None:
+    figures = score([LabeledPrompt("a", INCOMPLETE)], [dist(0.2)], TenantPolicy())
+    assert "auc" not in figures and "auc" not in figures["ci95"]
