@@ -51,6 +51,13 @@ def train_command(
     install: Annotated[
         bool, typer.Option(help="With --preset default: copy the artifact into the package's default model.")
     ] = False,
+    first_token_weight: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Weight of the decision-token loss (default: 1.0, the preset's own with --preset)."),
+    ] = None,
+    data_version: Annotated[
+        str, typer.Option(help="With --preset default: the training mix, v2 (shipped) or v1 (the first model's).")
+    ] = "v2",
 ) -> None:
     """Add decision tokens, fine-tune, and write the model (and, for LoRA, the compact artifact)."""
     from rt_middleware.errors import ConfigError
@@ -65,8 +72,11 @@ def train_command(
                 raise ConfigError(f"unknown preset {preset!r}; the only preset is 'default'")
             if model is not None or data is not None:
                 raise ConfigError("--preset default brings its own model and data; drop --model/--data")
+            if data_version not in ("v1", "v2"):
+                raise ConfigError(f"unknown --data-version {data_version!r}; use v1 or v2")
             manifest = _train_preset(
-                out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype
+                out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype,
+                first_token_weight=first_token_weight, data_version=data_version,
             )
         else:
             if model is None or data is None:
@@ -76,6 +86,7 @@ def train_command(
                 batch_size=batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio, lora_r=lora_r,
                 lora_alpha=lora_alpha, seed=seed, checkpoint_every=checkpoint_every, device=device,
                 dtype=dtype,  # type: ignore[arg-type]  # checked against DTYPES above
+                first_token_weight=1.0 if first_token_weight is None else first_token_weight,
             )
             manifest = _train_any(
                 model, data, out, config, schema=schema, max_length=max_length,
@@ -92,15 +103,18 @@ def train_command(
 
 
 def _train_preset(
-    out: Path, *, resume: bool, max_steps: int | None, install: bool, device: str, dtype: str
+    out: Path, *, resume: bool, max_steps: int | None, install: bool, device: str, dtype: str,
+    first_token_weight: float | None, data_version: str,
 ) -> dict:
     from rt_middleware.train.presets import DEFAULT_PRESET, install_artifact, train_default
 
     update: dict[str, object] = {"device": device, "dtype": dtype}
     if max_steps is not None:
         update["max_steps"] = max_steps
+    if first_token_weight is not None:
+        update["first_token_weight"] = first_token_weight
     config = DEFAULT_PRESET.model_copy(update=update)
-    manifest = train_default(out, config=config, resume=resume)
+    manifest = train_default(out, config=config, data_version=data_version, resume=resume)
     if install:
         from importlib.resources import files
 

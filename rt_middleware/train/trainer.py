@@ -295,7 +295,7 @@ def train(
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss, control = _loss(torch, logits, batch, config.first_token_weight)  # float32
             scaler.scale(loss / config.grad_accum).backward()
-            step_loss += float(loss) / config.grad_accum
+            step_loss += float(loss.detach()) / config.grad_accum
             step_control += control / config.grad_accum
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)

@@ -225,11 +225,14 @@ def test_cli_trains_any_model_directory(tmp_path: Path) -> None:
     data = tmp_path / "toy.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": p, "label": lab, "response": r}) for p, lab, r in TOY))
     args = ["train", "--model", str(tmp_path / "base"), "--data", str(data), "--out", str(tmp_path / "out"),
-            "--max-steps", "3", "--batch-size", "4"]
+            "--max-steps", "3", "--batch-size", "4", "--first-token-weight", "3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "trained 3 steps on 9 examples" in result.output
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["train"]["first_token_weight"] == 3.0
     backend = HFBackend.from_pretrained(tmp_path / "out" / "model")
     assert backend.schema.category_names == COCONOT.category_names
     bad = CliRunner().invoke(app, ["train", "--model", str(tmp_path / "base")])
     assert bad.exit_code == 2 and "give --preset default, or both --model" in bad.output
+    unknown = CliRunner().invoke(app, ["train", "--preset", "default", "--data-version", "v3"])
+    assert unknown.exit_code == 2 and "unknown --data-version 'v3'" in unknown.output
