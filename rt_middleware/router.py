@@ -22,12 +22,13 @@ from langchain_core.messages import (
 )
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable, ensure_config
-from langchain_core.runnables.config import patch_config
+from langchain_core.runnables.config import get_executor_for_config, patch_config
 from pydantic import ConfigDict, Field
 
 from rt_middleware.audit import as_audit
 from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
 from rt_middleware.decision import Decision, decide, fail_decision
+from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.errors import BackendError, InvalidInputError, RequestError, RTError
 from rt_middleware.messages import ChatMessage, as_conversation, check_text, messages_to_decide_on
 from rt_middleware.policy import PolicyStore, TenantPolicy
@@ -203,6 +204,25 @@ def _refusal_chunk(decision: Decision, **metadata: Any) -> AIMessageChunk:
     )
 
 
+@dataclasses.dataclass
+class _Request:
+    """One request on its way to a decision: who asks, under which policy, what is read."""
+
+    conversation: list[ChatMessage]
+    decided: list[ChatMessage]
+    tenant: str
+    requested: str | None
+    policy: TenantPolicy
+    version: str
+    run: CallbackManagerForChainRun | None
+    started: float
+
+    @property
+    def one_prefill(self) -> bool:
+        """The decided text is what an answer continues from: the decision's prefill serves both."""
+        return self.decided == self.conversation
+
+
 class Evaluation:
     """A decision plus what is needed to act on it (without a second prefill where possible).
 
@@ -284,6 +304,9 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     audit: Any = None
     """Decision audit sink: a JSONL file path, a callable taking one record dict, or a
     `DecisionAudit` (e.g. ``DecisionAudit(path, include_text=True)``); None records nothing."""
+    max_batch_size: int = Field(default=32, ge=1)
+    """`batch`/`abatch` decide and answer at most this many inputs at a time (one padded prefill
+    each), so at most this many KV caches are held at once; larger batches run in chunks."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -335,54 +358,102 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         ``refusal_decision``: outputs ``Decision.to_dict()``, metadata ``tenant`` and
         ``policy_version``; its inputs hold the decided messages unless ``trace_payload=False``.
         """
-        started = time.perf_counter()
+        request = self._request(input, tenant_id, config, trace_payload, time.perf_counter())
+        try:
+            evaluation = self._conclude(request, self._read(request, keep_cache), keep_cache)
+        except BaseException as exc:
+            if request.run is not None:
+                request.run.on_chain_error(exc)
+            raise
+        if request.run is not None:
+            request.run.on_chain_end(evaluation.decision.to_dict())
+        return evaluation
+
+    def _request(
+        self, input: RouterInput, tenant_id: str | None, config: RunnableConfig | None, trace_payload: bool,
+        started: float,
+    ) -> _Request:
+        """Resolve the tenant and what the decision reads, and start its ``refusal_decision`` run."""
         requested = self._tenant(config, tenant_id)
         tenant, policy, version = self.policies.resolve(requested)
         conversation = to_conversation(input)
         decided = as_conversation(messages_to_decide_on(conversation, policy.decide_on))
         run = _decision_run(config, decided if trace_payload else None, tenant=tenant, policy_version=version)
-        try:
-            evaluation = self._evaluate(conversation, decided, tenant, requested, policy, version, keep_cache, started)
-        except BaseException as exc:
-            if run is not None:
-                run.on_chain_error(exc)
-            raise
-        if run is not None:
-            run.on_chain_end(evaluation.decision.to_dict())
-        return evaluation
+        return _Request(conversation, decided, tenant, requested, policy, version, run, started)
 
-    def _evaluate(
-        self,
-        conversation: list[ChatMessage],
-        decided: list[ChatMessage],
-        tenant: str,
-        requested: str | None,
-        policy: TenantPolicy,
-        version: str,
-        keep_cache: bool,
-        started: float,
-    ) -> Evaluation:
-        sampling = {"temperature": policy.temperature, "logit_bias": policy.logit_bias}
-        prefill: Prefill | None = None
+    def _read(self, request: _Request, keep_cache: bool) -> Prefill | FirstTokenDistribution | Exception:
+        """One request's backend call; a backend fault is returned (the fail mode decides on it)."""
+        sampling = {"temperature": request.policy.temperature, "logit_bias": request.policy.logit_bias}
         try:
-            if keep_cache and decided == conversation:
-                prefill = self.backend.prefill(decided, **sampling)
-                distribution = prefill.distribution
-            else:
-                distribution = self.backend.first_token_distribution(decided, **sampling)
+            if keep_cache and request.one_prefill:
+                return self.backend.prefill(request.decided, **sampling)
+            return self.backend.first_token_distribution(request.decided, **sampling)
         except RequestError:
             raise
-        except Exception as exc:  # any backend fault, typed or not: the tenant's fail mode decides
-            decision = self._failed(policy, tenant, version, exc)
+        except Exception as exc:
+            return exc
+
+    def _conclude(
+        self, request: _Request, read: Prefill | FirstTokenDistribution | Exception, keep_cache: bool
+    ) -> Evaluation:
+        """The decision from a backend call's result (request errors raise), logged and audited."""
+        if isinstance(read, RequestError):
+            raise read
+        policy, tenant, version = request.policy, request.tenant, request.version
+        if isinstance(read, Exception):  # any backend fault, typed or not: the tenant's fail mode decides
+            decision = self._failed(policy, tenant, version, read)
         else:
+            distribution = read.distribution if isinstance(read, Prefill) else read
             decision = decide(distribution, policy, tenant=tenant, policy_version=version)
-        if requested is not None and requested != tenant:
-            decision = dataclasses.replace(decision, requested_tenant=requested)
-        self._record(decision, decided, started, policy)
+        if request.requested is not None and request.requested != tenant:
+            decision = dataclasses.replace(decision, requested_tenant=request.requested)
+        self._record(decision, request.decided, request.started, policy)
+        prefill = read if isinstance(read, Prefill) else None
         return Evaluation(
-            decision, policy, prefill, conversation, decided,
+            decision, policy, prefill, request.conversation, request.decided,
             on_demand=self._prefill_or_fail if keep_cache and prefill is None else None,
         )
+
+    def _evaluate_batch(
+        self, inputs: Sequence[RouterInput], configs: Sequence[RunnableConfig]
+    ) -> list[Evaluation | Exception]:
+        """`evaluate` for many inputs: one batched backend call per group of requests that share
+        the first step's sampling (temperature, biases), whatever their tenants; a request that
+        fails (bad input, unknown tenant, prompt too long) fails alone."""
+        started = time.perf_counter()
+        out: list[Evaluation | Exception] = [None] * len(inputs)  # type: ignore[list-item]
+        requests: dict[int, _Request] = {}
+        for i, (input, config) in enumerate(zip(inputs, configs, strict=True)):
+            try:
+                requests[i] = self._request(input, None, config, True, started)
+            except Exception as exc:
+                out[i] = exc
+        groups: dict[tuple[bool, float, tuple[tuple[str, float], ...]], list[int]] = {}
+        for i, request in requests.items():
+            policy = request.policy
+            key = (request.one_prefill, policy.temperature, tuple(sorted(policy.logit_bias.items())))
+            groups.setdefault(key, []).append(i)
+        reads: dict[int, Any] = {}
+        for (one_prefill, temperature, bias), rows in groups.items():
+            read = self.backend.prefill_batch if one_prefill else self.backend.first_token_distributions
+            try:
+                got = read([requests[i].decided for i in rows], temperature=temperature, logit_bias=dict(bias),
+                           batch_size=self.max_batch_size, return_exceptions=True)
+            except Exception as exc:
+                got = [exc] * len(rows)
+            reads.update(zip(rows, got, strict=True))
+        for i, request in requests.items():
+            try:
+                evaluation = self._conclude(request, reads.pop(i), keep_cache=True)
+            except Exception as exc:
+                if request.run is not None:
+                    request.run.on_chain_error(exc)
+                out[i] = exc
+                continue
+            if request.run is not None:
+                request.run.on_chain_end(evaluation.decision.to_dict())
+            out[i] = evaluation
+        return out
 
     def _failed(self, policy: TenantPolicy, tenant: str, version: str, exc: BaseException) -> Decision:
         logger.warning(
@@ -599,6 +670,77 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         child = patch_config(config, callbacks=run_manager.get_child())
         evaluation = self.evaluate(items[0], config=child)
         yield from self.act_stream(evaluation, items[0], child)
+
+    def batch(
+        self,
+        inputs: list[RouterInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[BaseMessage]:
+        """Decide on `max_batch_size` inputs at a time with one batched prefill per sampling group,
+        then answer each (respond rows continue from their own row's cache; concurrency as
+        ``config["max_concurrency"]``). Per-input configs, callbacks, audit and errors as `invoke`."""
+        return self._batch_with_config(
+            self._batch, list(inputs), config, return_exceptions=return_exceptions, run_type="chain", **kwargs
+        )
+
+    async def abatch(
+        self,
+        inputs: list[RouterInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[BaseMessage]:
+        """`batch` in a worker thread, so the event loop never blocks."""
+        return await asyncio.to_thread(self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    def _batch(self, inputs: list[RouterInput], config: list[RunnableConfig]) -> list[BaseMessage | Exception]:
+        out: list[BaseMessage | Exception] = []
+        for start in range(0, len(inputs), self.max_batch_size):
+            chunk = slice(start, start + self.max_batch_size)
+            out.extend(self._batch_chunk(inputs[chunk], config[chunk]))
+        return out
+
+    def _batch_chunk(self, inputs: list[RouterInput], configs: list[RunnableConfig]) -> list[BaseMessage | Exception]:
+        evaluations = self._evaluate_batch(inputs, configs)
+        self._prepare_answers([e for e in evaluations if isinstance(e, Evaluation)])
+
+        def act(i: int) -> BaseMessage | Exception:
+            evaluation = evaluations[i]
+            if isinstance(evaluation, Exception):
+                return evaluation
+            try:
+                return self.act(evaluation, inputs[i], configs[i])
+            except Exception as exc:
+                return exc
+
+        with get_executor_for_config(configs[0]) as executor:
+            return list(executor.map(act, range(len(inputs))))
+
+    def _prepare_answers(self, evaluations: list[Evaluation]) -> None:
+        """Free the caches no answer will continue from before any answer is generated, and prefill
+        the whole conversations that answers need beyond what was decided (history under
+        ``decide_on: last_turn``) in one batch; a failure there is left to `act`, which retries alone."""
+        pending: list[Evaluation] = []
+        for evaluation in evaluations:
+            decision = evaluation.decision
+            continues = decision.action == "respond" and self.respond_with is None and decision.reason != "backend_error"
+            if not continues:
+                if evaluation._prefill is not None:
+                    evaluation._prefill.take_state()
+            elif evaluation.needs_answer_prefill:
+                pending.append(evaluation)
+        if not pending:
+            return
+        prefills = self.backend.prefill_batch(
+            [e.conversation for e in pending], batch_size=self.max_batch_size, return_exceptions=True
+        )
+        for evaluation, prefill in zip(pending, prefills, strict=True):
+            if isinstance(prefill, Prefill):
+                evaluation.prefill = prefill
 
     def stream(
         self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,10 @@ from langchain_core.decisions import (
     Question,
     State,
 )
+from langchain_core.decisions.types import ClassifierRequest
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_config_list, set_config_context
 from pydantic import ConfigDict, Field, model_validator
 
 from rt_middleware.backends.base import BaseBackend
@@ -77,6 +81,8 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
     decide_on: DecideOn = "last_turn"
     """What is classified, as a tenant policy's ``decide_on``: ``last_turn`` (system messages plus the
     latest user message, so one refused turn does not colour the next) or ``conversation``."""
+    max_batch_size: int = Field(default=32, ge=1)
+    """`batch`/`abatch` read at most this many states in one padded forward."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> RefusalTokenDecisionModel:
@@ -149,3 +155,64 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
             [self._decided(state)], temperature=self.temperature, logit_bias=self.logit_bias
         )
         return self._respond(distribution, questions)
+
+    def batch(
+        self,
+        inputs: list[ClassifierRequest],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[ClassifierResponse]:
+        """Every request's distribution from batched forwards (the base class classifies one at a
+        time); callbacks, tracing metadata and errors per request as `invoke`."""
+        configs = [self._traced_config(c) for c in get_config_list(config, len(inputs))]
+        return self._batch_with_config(
+            self._classify_batch, list(inputs), configs, return_exceptions=return_exceptions, run_type="llm",
+            **kwargs,
+        )
+
+    async def abatch(
+        self,
+        inputs: list[ClassifierRequest],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[ClassifierResponse]:
+        """`batch` in a worker thread, so the event loop never blocks."""
+        return await asyncio.to_thread(self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    def _classify_batch(
+        self, requests: list[ClassifierRequest], config: list[RunnableConfig]
+    ) -> list[ClassifierResponse | Exception]:
+        out: list[ClassifierResponse | Exception] = [None] * len(requests)  # type: ignore[list-item]
+        asked: dict[int, tuple[dict[str, Question], list[ChatMessage]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                questions = dict(request["questions"])
+                self._check(questions)
+                asked[i] = (questions, self._decided(request["state"]))
+            except Exception as exc:
+                out[i] = exc
+        rows = list(asked)
+        distributions = self.backend.first_token_distributions(
+            [asked[i][1] for i in rows], temperature=self.temperature, logit_bias=self.logit_bias,
+            batch_size=self.max_batch_size, return_exceptions=True,
+        )
+        for i, distribution in zip(rows, distributions, strict=True):
+            if isinstance(distribution, Exception):
+                out[i] = distribution
+                continue
+            response = self._respond(distribution, asked[i][0])
+            with set_config_context(config[i]) as context:  # usage on this request's own traced run
+                out[i] = context.run(_record_usage, response)
+        return out
+
+
+def _record_usage(response: ClassifierResponse) -> ClassifierResponse:
+    """The base class's usage record (LangSmith run metadata), as its `invoke` writes it."""
+    from langchain_core.decisions import base
+
+    record = getattr(base, "_record_usage", None)
+    return record(response) if record is not None else response

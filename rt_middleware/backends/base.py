@@ -3,7 +3,8 @@
 A backend subclass implements five small methods (`encode`, `_prefill_ids`,
 `_distributions_ids`, `_stream_ids`, and the `tokens`/`max_context`/`model_name` attributes);
 everything else (validation, length checks, batching, stop strings, deadlines, finish reasons,
-async twins) lives here once.
+async twins) lives here once. `_prefill_batch_ids` defaults to one `_prefill_ids` per prompt; a
+backend that can run one padded forward for many prompts and give each its own cache overrides it.
 
 `_stream_ids` is a generator of text chunks that RETURNS its `FinishReason` (``return "length"``);
 `stream` wraps it in a `TextStream` whose ``finish_reason`` is set once the text ends.
@@ -23,9 +24,9 @@ import dataclasses
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 from rt_middleware.distribution import FirstTokenDistribution, check_sampling
 from rt_middleware.errors import BackendError, BackendTimeoutError, PromptTooLongError, RTError
@@ -45,6 +46,10 @@ __all__ = [
     "fail_closed",
     "request_deadline",
 ]
+
+_T = TypeVar("_T")
+Prompt = str | Sequence[ChatMessage | Mapping[str, str]]
+"""A prompt text (one user message) or a conversation."""
 
 FinishReason = Literal["stop", "length", "context"]
 """Why a continuation ended: ``stop`` (end-of-turn token or a stop string), ``length``
@@ -253,6 +258,12 @@ class BaseBackend(ABC):
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
     ) -> list[FirstTokenDistribution]: ...
 
+    def _prefill_batch_ids(
+        self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
+    ) -> list[Prefill]:
+        """One `Prefill` per prompt, each continuable on its own; here one prefill after another."""
+        return [self._prefill_ids(ids, temperature, logit_bias) for ids in batch]
+
     @abstractmethod
     def _stream_ids(self, prefill: Prefill, token_id: int, options: GenerationOptions) -> Iterator[str]:
         """Yield text decoded after feeding `token_id` on top of the prefill's cache; RETURN the
@@ -302,42 +313,123 @@ class BaseBackend(ABC):
             [conversation], temperature=temperature, logit_bias=logit_bias, timeout=timeout
         )[0]
 
+    @overload
+    def first_token_distributions(
+        self, conversations: Sequence[Prompt], *, temperature: float = ..., logit_bias: Mapping[str, float] | None = ...,
+        batch_size: int = ..., progress: bool = ..., timeout: float | None = ..., return_exceptions: Literal[False] = ...,
+    ) -> list[FirstTokenDistribution]: ...
+
+    @overload
+    def first_token_distributions(
+        self, conversations: Sequence[Prompt], *, temperature: float = ..., logit_bias: Mapping[str, float] | None = ...,
+        batch_size: int = ..., progress: bool = ..., timeout: float | None = ..., return_exceptions: Literal[True],
+    ) -> list[FirstTokenDistribution | Exception]: ...
+
     def first_token_distributions(
         self,
-        conversations: Sequence[str | Sequence[ChatMessage | Mapping[str, str]]],
+        conversations: Sequence[Prompt],
         *,
         temperature: float = 1.0,
         logit_bias: Mapping[str, float] | None = None,
         batch_size: int = 8,
         progress: bool = False,
         timeout: float | None = None,
-    ) -> list[FirstTokenDistribution]:
+        return_exceptions: bool = False,
+    ) -> list[FirstTokenDistribution] | list[FirstTokenDistribution | Exception]:
         """Distributions for many prompts, in batches (left-padded where the backend batches).
 
-        `timeout` (else the backend's) bounds each batch's forward pass.
+        `timeout` (else the backend's) bounds each batch's forward pass. Failures as in `prefill_batch`.
         """
         bias = dict(logit_bias or {})
         check_sampling(self.tokens, temperature, bias)
+        return self._run_batches(
+            conversations, lambda batch: self._distributions_ids(batch, temperature, bias),
+            batch_size=batch_size, timeout=timeout, return_exceptions=return_exceptions,
+            progress="first-token distributions" if progress else None,
+        )
+
+    @overload
+    def prefill_batch(
+        self, conversations: Sequence[Prompt], *, temperature: float = ..., logit_bias: Mapping[str, float] | None = ...,
+        batch_size: int = ..., timeout: float | None = ..., return_exceptions: Literal[False] = ...,
+    ) -> list[Prefill]: ...
+
+    @overload
+    def prefill_batch(
+        self, conversations: Sequence[Prompt], *, temperature: float = ..., logit_bias: Mapping[str, float] | None = ...,
+        batch_size: int = ..., timeout: float | None = ..., return_exceptions: Literal[True],
+    ) -> list[Prefill | Exception]: ...
+
+    def prefill_batch(
+        self,
+        conversations: Sequence[Prompt],
+        *,
+        temperature: float = 1.0,
+        logit_bias: Mapping[str, float] | None = None,
+        batch_size: int = 8,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Prefill] | list[Prefill | Exception]:
+        """`prefill` for many prompts, in input order: prompts of similar length share one padded
+        forward where the backend batches (HFBackend), and each `Prefill` holds its own cache, so
+        continuing it answers as a single `prefill` would.
+
+        A prompt that cannot be served (invalid text, too long) fails alone, before any model call;
+        a failing model call fails the prompts of its batch. With `return_exceptions` a failed
+        prompt's entry is its exception and the others go on; without, the first failure raises.
+        `timeout` (else the backend's) bounds each batch's forward pass. Drop the prefills you will
+        not continue: each holds its prompt's KV cache.
+        """
+        bias = dict(logit_bias or {})
+        check_sampling(self.tokens, temperature, bias)
+        return self._run_batches(
+            conversations, lambda batch: self._prefill_batch_ids(batch, temperature, bias),
+            batch_size=batch_size, timeout=timeout, return_exceptions=return_exceptions,
+        )
+
+    def _run_batches(
+        self,
+        conversations: Sequence[Prompt],
+        run: Callable[[list[list[int]]], list[_T]],
+        *,
+        batch_size: int,
+        timeout: float | None,
+        return_exceptions: bool,
+        progress: str | None = None,
+    ) -> list[Any]:
+        """Encode every prompt, then `run` batches of similar lengths (less padding); input order out."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         timeout = timeout if timeout is not None else self.timeout
         _deadline_after(timeout)  # validates
-        encoded = [self._checked_ids(c) for c in conversations]
-        # batches of similar lengths waste less compute on padding; results return in input order
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out: list[FirstTokenDistribution | None] = [None] * len(encoded)
-        starts = range(0, len(order), batch_size)
+        out: list[Any] = [None] * len(conversations)
+        encoded: list[tuple[int, list[int]]] = []
+        for i, conversation in enumerate(conversations):
+            try:
+                encoded.append((i, self._checked_ids(conversation)))
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                out[i] = exc
+        encoded.sort(key=lambda item: len(item[1]))
+        starts: Any = range(0, len(encoded), batch_size)
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="first-token distributions", unit="batch")
+            starts = tqdm(starts, desc=progress, unit="batch")
         for start in starts:
-            chunk = order[start : start + batch_size]
-            with deadline_scope(_deadline_after(timeout)):
-                dists = self._distributions_ids([encoded[i] for i in chunk], temperature, bias)
-            for i, dist in zip(chunk, dists, strict=True):
-                out[i] = dist
-        return out  # type: ignore[return-value]
+            chunk = encoded[start : start + batch_size]
+            results: list[Any]
+            try:
+                with deadline_scope(_deadline_after(timeout)):
+                    results = run([ids for _, ids in chunk])
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                results = [exc] * len(chunk)
+            for (i, _), result in zip(chunk, results, strict=True):
+                out[i] = result
+        return out
 
     def stream(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
@@ -366,8 +458,11 @@ class BaseBackend(ABC):
     async def aprefill(self, conversation: Any, **kwargs: Any) -> Prefill:
         return await asyncio.to_thread(self.prefill, conversation, **kwargs)
 
-    async def afirst_token_distributions(self, conversations: Any, **kwargs: Any) -> list[FirstTokenDistribution]:
+    async def afirst_token_distributions(self, conversations: Any, **kwargs: Any) -> list[Any]:
         return await asyncio.to_thread(self.first_token_distributions, conversations, **kwargs)
+
+    async def aprefill_batch(self, conversations: Any, **kwargs: Any) -> list[Any]:
+        return await asyncio.to_thread(self.prefill_batch, conversations, **kwargs)
 
     async def acomplete(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None

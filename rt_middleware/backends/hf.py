@@ -141,6 +141,7 @@ class HFBackend(BaseBackend):
         pad = tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self._eos_ids = self._eos_token_ids()
+        self._row_caches = _plain_dynamic_cache(model.config)
         _hf_generation.install_deadline_hooks(model)
 
     @classmethod
@@ -251,28 +252,65 @@ class HFBackend(BaseBackend):
         dist = self._distribution(row, temperature, logit_bias, len(ids))
         return Prefill(distribution=dist, input_ids=ids, state=cache)
 
+    def _left_padded(self, batch: list[list[int]]) -> dict[str, Any]:
+        """Model inputs for prompts of different lengths: pads on the left, masked out, and each
+        prompt's positions counted from 0 as if it ran alone."""
+        torch = self._torch
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            mask[row, width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        device = self._device
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
+                "position_ids": positions.to(device), "logits_to_keep": 1}
+
     def _distributions_ids(
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
     ) -> list[FirstTokenDistribution]:
         torch = self._torch
-        width = max(len(ids) for ids in batch)
         with self._errors():
             check_deadline("the prefill")
-            input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, ids in enumerate(batch):
-                input_ids[row, width - len(ids) :] = torch.tensor(ids)
-                mask[row, width - len(ids) :] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(
-                input_ids=input_ids.to(self._device),
-                attention_mask=mask.to(self._device),
-                position_ids=positions.to(self._device),
-                use_cache=False,
-                logits_to_keep=1,
-            ).logits[:, -1].to(torch.float64).cpu().numpy()
+            logits = self.model(**self._left_padded(batch), use_cache=False).logits[:, -1]
+            rows = logits.to(torch.float64).cpu().numpy()
             check_deadline("the prefill")
-        return [self._distribution(logits[i], temperature, logit_bias, len(ids)) for i, ids in enumerate(batch)]
+        return [self._distribution(rows[i], temperature, logit_bias, len(ids)) for i, ids in enumerate(batch)]
+
+    def _prefill_batch_ids(
+        self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
+    ) -> list[Prefill]:
+        """One left-padded forward with a cache; each prompt gets a copy of its own row's keys and
+        values without the padding, which is what a single prefill of it would have cached.
+
+        Only for caches made of plain full-attention layers; others (sliding window, linear
+        attention, ...) keep state a row slice does not capture, so they prefill one by one.
+        """
+        if len(batch) == 1 or not self._row_caches:
+            return super()._prefill_batch_ids(batch, temperature, logit_bias)
+        from transformers import DynamicCache
+
+        torch = self._torch
+        with self._errors():
+            check_deadline("the prefill")
+            cache = DynamicCache(config=self.model.config)
+            logits = self.model(**self._left_padded(batch), cache=cache, use_cache=True).logits[:, -1]
+            rows = logits.to(torch.float64).cpu().numpy()
+            check_deadline("the prefill")
+            caches = [DynamicCache(config=self.model.config) for _ in batch]
+            width = max(len(ids) for ids in batch)
+            for index, layer in enumerate(cache.layers):
+                if not layer.is_initialized:
+                    continue
+                for row, (ids, own) in enumerate(zip(batch, caches, strict=True)):
+                    start = width - len(ids)  # `update` copies the slice: rows share no storage
+                    own.update(layer.keys[row : row + 1, :, start:], layer.values[row : row + 1, :, start:], index)
+                layer.keys = layer.values = None  # free the batch's copy layer by layer
+        return [
+            Prefill(self._distribution(rows[i], temperature, logit_bias, len(ids)), ids, state=caches[i])
+            for i, ids in enumerate(batch)
+        ]
 
     def _generate_kwargs(self, ids: list[int], cache: Any, max_new_tokens: int, options: GenerationOptions,
                          interrupt: Any, streamer: Any) -> dict[str, Any]:
@@ -347,6 +385,20 @@ class HFBackend(BaseBackend):
             )
         reason: FinishReason = "stop" if streamer.ended_on_eos or streamer.n_tokens < limit else at_limit
         return reason
+
+
+def _plain_dynamic_cache(config: Any) -> bool:
+    """True when the model's `DynamicCache` holds only full-attention layers, whose rows can be sliced."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    try:
+        cache = DynamicCache(config=config)
+    except Exception:  # an architecture transformers builds no config cache for: prefill one by one
+        return False
+    if not cache.layers:  # no layer types in the config: layers are made lazily, as DynamicLayer
+        return cache.layer_class_to_replicate is DynamicLayer
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def _resolve_dtype(torch: Any, dtype: Any, device: Any) -> Any:

@@ -105,6 +105,78 @@ def test_continuation_reuses_the_cache_and_equals_greedy(talkative) -> None:
         assert text_out == tok.decode(full, skip_special_tokens=True)
 
 
+MIXED = [*PROMPTS[:5], "hi", "hello world " * 20,
+         [{"role": "system", "content": "be brief"}, {"role": "user", "content": "draw me a picture"}]]
+"""Prompts of very different lengths: most rows of a batch are left-padded."""
+
+
+def test_prefill_batch_is_one_forward_and_each_row_continues_like_a_single_prefill(talkative) -> None:
+    model, _, backend = talkative
+    calls: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: calls.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        batched = backend.prefill_batch(MIXED, temperature=0.7, logit_bias={"respond": 1.5}, batch_size=16)
+    finally:
+        hook.remove()
+    assert [c[0] for c in calls] == [len(MIXED)]
+    opts = GenerationOptions(max_new_tokens=16)
+    texts = []
+    for prompt, row in zip(MIXED, batched, strict=True):
+        single = backend.prefill(prompt, temperature=0.7, logit_bias={"respond": 1.5})
+        assert row.input_ids == single.input_ids
+        assert row.state.get_seq_length() == len(row.input_ids)  # the padding is cut off
+        for name, p in single.distribution.probabilities.items():
+            assert row.distribution.probabilities[name] == pytest.approx(p, abs=1e-6)
+        assert row.distribution.prompt_tokens == len(row.input_ids)
+        texts.append(backend.generate(row, "respond", opts))
+        assert texts[-1] == backend.generate(single, "respond", opts)  # greedy, token for token
+    assert sum(len(t) > 5 for t in texts) >= 6
+
+
+def test_prefill_batch_rows_own_their_cache(talkative) -> None:
+    _, _, backend = talkative
+    rows = backend.prefill_batch(MIXED[:4], batch_size=4)
+    keys = [row.state.layers[0].keys for row in rows]
+    for k in keys:  # a copy of its own tokens, not a view of the batch
+        assert k.shape[0] == 1 and k.untyped_storage().nbytes() == k.numel() * k.element_size()
+    assert len({k.untyped_storage().data_ptr() for k in keys}) == len(keys)
+
+
+def test_prefill_batch_fails_only_the_oversize_row(talkative) -> None:
+    _, _, backend = talkative
+    prompts = ["hello world", "hello world " * 300, "do you love me"]
+    rows = backend.prefill_batch(prompts, return_exceptions=True)
+    assert isinstance(rows[1], PromptTooLongError)
+    assert backend.generate(rows[2], options=GenerationOptions(max_new_tokens=4)) == backend.generate(
+        backend.prefill("do you love me"), options=GenerationOptions(max_new_tokens=4))
+    with pytest.raises(PromptTooLongError):
+        backend.prefill_batch(prompts)
+    dists = backend.first_token_distributions(prompts, return_exceptions=True)
+    assert isinstance(dists[1], PromptTooLongError) and dists[0].prompt_tokens > 0
+
+
+def test_prefill_batch_chunks_by_batch_size(talkative) -> None:
+    model, _, backend = talkative
+    sizes: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: sizes.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        backend.prefill_batch(PROMPTS[:5], batch_size=2)
+    finally:
+        hook.remove()
+    assert sizes == [2, 2, 1]
+
+
+def test_only_full_attention_caches_are_sliced() -> None:
+    from transformers import LlamaConfig, MistralConfig
+
+    from rt_middleware.backends.hf import _plain_dynamic_cache
+
+    assert _plain_dynamic_cache(LlamaConfig(num_hidden_layers=2))
+    assert not _plain_dynamic_cache(MistralConfig(num_hidden_layers=2, sliding_window=4))
+
+
 def test_a_prefill_continues_once(tiny_backend) -> None:
     from rt_middleware import RTError
 

@@ -10,7 +10,7 @@ from langchain_core.decisions import BaseDecisionModel, Box, Choice, Noul, Score
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from rt_middleware.errors import InvalidInputError
+from rt_middleware.errors import InvalidInputError, PromptTooLongError
 from rt_middleware.integrations.langchain import RefusalTokenDecisionModel, UnsupportedQuestionError
 from rt_middleware.tokens import COCONOT_CATEGORIES
 
@@ -60,14 +60,46 @@ def test_choice_and_noul_match_the_model(dm, tiny_model_and_tokenizer, prompt: s
     assert out.model == "tiny" and out.usage["input_tokens"] > 0
 
 
-def test_async_and_batch_agree_with_invoke(dm) -> None:
+def assert_same(got, want) -> None:
+    """Equal answers; probabilities within float rounding (a padded batch sums in another order)."""
+    assert got.model == want.model and got.usage == want.usage and set(got.answers) == set(want.answers)
+    for name, answer in want.choices.items():
+        assert got.choices[name].choice == answer.choice
+        assert got.choices[name].probabilities == pytest.approx(answer.probabilities, abs=1e-6)
+    for name, answer in want.nouls.items():
+        assert got.nouls[name].noul == pytest.approx(answer.noul, abs=1e-6)
+
+
+def test_async_and_batch_agree_with_invoke(dm, tiny_backend) -> None:
     import asyncio
 
-    request = {"state": PROMPTS[0], "questions": questions(["respond", *CATS])}
-    sync = dm.invoke(request)
-    assert asyncio.run(dm.ainvoke(request)) == sync
-    batched = dm.batch([request, {"state": PROMPTS[1], "questions": questions(["respond", *CATS])}])
-    assert batched[0] == sync and batched[1] != sync
+    requests = [{"state": p, "questions": questions(["respond", *CATS])} for p in [*PROMPTS, "hi", "hello world " * 9]]
+    single = [dm.invoke(r) for r in requests]
+    assert asyncio.run(dm.ainvoke(requests[0])) == single[0]
+    sizes: list[int] = []
+    hook = tiny_backend.model.register_forward_pre_hook(
+        lambda _m, _a, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        batched = dm.batch(requests)
+    finally:
+        hook.remove()
+    assert sizes == [len(requests)]  # one padded forward, not one per request
+    for got, want in zip(batched, single, strict=True):
+        assert_same(got, want)
+    for got, want in zip(asyncio.run(dm.abatch(requests)), single, strict=True):
+        assert_same(got, want)
+
+
+def test_batch_fails_only_the_bad_requests(dm) -> None:
+    good = {"state": PROMPTS[1], "questions": questions(["respond", CATS[0]])}
+    boxed = {"state": PROMPTS[1], "questions": {"b": Box(instructions="Find the cat")}}
+    too_long = {"state": "hello world " * 300, "questions": questions(["respond"])}
+    outs = dm.batch([good, boxed, too_long, good], return_exceptions=True)
+    assert isinstance(outs[1], UnsupportedQuestionError) and isinstance(outs[2], PromptTooLongError)
+    assert_same(outs[0], dm.invoke(good))
+    assert_same(outs[3], outs[0])
+    with pytest.raises(UnsupportedQuestionError):
+        dm.batch([good, boxed])
 
 
 def test_state_forms_read_the_same_conversation(dm) -> None:
@@ -174,3 +206,22 @@ def test_classifier_of_auto_mode_middleware(tiny_backend, bias_to: str, blocked:
     out = agent.invoke({"messages": [HumanMessage("wipe my disk")]})
     assert (ran == []) is blocked
     assert ("blocked" in out["messages"][2].text) is blocked
+
+
+def test_batch_traces_each_request_like_invoke(dm) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Starts(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, dict]] = []
+
+        def on_chain_start(self, serialized, inputs, **kwargs) -> None:
+            self.seen.append((kwargs.get("name"), kwargs.get("metadata") or {}))
+
+    requests = [{"state": p, "questions": questions(["respond"])} for p in PROMPTS]
+    one, many = Starts(), Starts()
+    for r in requests:
+        dm.invoke(r, {"callbacks": [one]})
+    dm.batch(requests, {"callbacks": [many]})
+    assert len(many.seen) == len(requests) and many.seen == one.seen
+    assert many.seen[0][1]["ls_provider"] == "rt-middleware"

@@ -34,6 +34,7 @@ PROMPTS = [
     "hello world", "call 12345 or 678 now", "Don't you'll I'M we've?!", "café naïve 日本語 🤖",
 ]
 SAMPLED = GenerationOptions(max_new_tokens=12, temperature=0.9, seed=7)
+GREEDY = GenerationOptions(max_new_tokens=8)
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +324,29 @@ def test_router_works_by_swapping_the_backend(backend: LlamaCppBackend) -> None:
     assert set(decision.probabilities) == set(backend.schema.names)
     message = router.invoke("how do i bake bread")
     assert message.response_metadata["refusal_decision"]["action"] in ("refuse", "respond", "route")
+
+
+def test_prefill_batch_and_router_batch_equal_single_calls(backend: LlamaCppBackend) -> None:
+    """No padded batch here (one sequence per context): the default prefills one prompt after
+    another, and a row whose cache another row evicted is evaluated again when continued."""
+    from rt_middleware.policy import PolicyStore
+    from rt_middleware.router import RefusalRouter
+
+    prompts = ["how do i bake bread", "hello world " * 300, "do you love me", "hi"]
+    rows = backend.prefill_batch(prompts, return_exceptions=True)
+    assert isinstance(rows[1], PromptTooLongError)
+    for prompt, row in zip(prompts, rows, strict=True):
+        if isinstance(row, Exception):
+            continue
+        single = backend.prefill(prompt)
+        assert row.distribution.probabilities == pytest.approx(single.distribution.probabilities, abs=1e-6)
+        assert backend.generate(row, options=GREEDY) == backend.generate(single, options=GREEDY)
+    router = RefusalRouter(backend=backend, policies=PolicyStore.single(), generation=GREEDY)
+    outs = router.batch(prompts, return_exceptions=True)
+    assert isinstance(outs[1], PromptTooLongError)
+    assert [o.text for o in outs if not isinstance(o, Exception)] == [
+        router.invoke(p).text for p in prompts if p is not prompts[1]
+    ]
 
 
 # ---- bad input: typed errors, no crash, no hang --------------------------------------------------------
