@@ -708,17 +708,27 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         evaluations = self._evaluate_batch(inputs, configs)
         self._prepare_answers([e for e in evaluations if isinstance(e, Evaluation)])
 
-        def act(i: int) -> BaseMessage | Exception:
-            evaluation = evaluations[i]
-            if isinstance(evaluation, Exception):
-                return evaluation
-            try:
-                return self.act(evaluation, inputs[i], configs[i])
-            except Exception as exc:
-                return exc
+        out: list[Any] = list(evaluations)
 
-        with get_executor_for_config(configs[0]) as executor:
-            return list(executor.map(act, range(len(inputs))))
+        def act(i: int) -> None:
+            try:
+                out[i] = self.act(evaluations[i], inputs[i], configs[i])  # type: ignore[arg-type]
+            except Exception as exc:
+                out[i] = exc
+
+        slow = []  # answers and routes run concurrently; refusals cost nothing
+        for i, evaluation in enumerate(evaluations):
+            if isinstance(evaluation, Evaluation):
+                if evaluation.decision.action == "refuse":
+                    act(i)
+                else:
+                    slow.append(i)
+        if len(slow) == 1:
+            act(slow[0])
+        elif slow:
+            with get_executor_for_config(configs[0]) as executor:
+                list(executor.map(act, slow))
+        return out
 
     def _prepare_answers(self, evaluations: list[Evaluation]) -> None:
         """Free the caches no answer will continue from before any answer is generated, and prefill

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from rt_middleware.distribution import FirstTokenDistribution, check_sampling
-from rt_middleware.errors import BackendError, BackendTimeoutError, PromptTooLongError, RTError
+from rt_middleware.errors import BackendError, BackendTimeoutError, ConfigError, PromptTooLongError, RTError
 from rt_middleware.messages import ChatMessage, Conversation, as_conversation
 from rt_middleware.tokens import RESPOND, RefusalTokenSchema, ResolvedTokens
 
@@ -234,6 +234,69 @@ class AsyncTextStream(AsyncIterator[str]):
         await asyncio.to_thread(self._stream.close)
 
 
+@dataclass
+class _Gathering:
+    """Requests waiting for one batched call: the first to arrive (the leader) makes it."""
+
+    batch: list[list[int]] = field(default_factory=list)
+    deadlines: list[float | None] = field(default_factory=list)
+    full: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    results: list[Any] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class _Coalescer:
+    """Gathers single-prompt calls that arrive within `window_s` of each other (same key, up to
+    `max_batch_size`) into one batched call, run by the first caller's thread; no thread of its own."""
+
+    def __init__(self, window_s: float, max_batch_size: int) -> None:
+        self.window_s = window_s
+        self.max_batch_size = max_batch_size
+        self._lock = threading.Lock()
+        self._open: dict[Any, _Gathering] = {}
+
+    def run(self, key: Any, ids: list[int], call: Callable[[list[list[int]]], list[_T]]) -> _T:
+        deadline = request_deadline()
+        with self._lock:
+            gathering = self._open.get(key)
+            leader = gathering is None
+            if gathering is None:
+                gathering = self._open[key] = _Gathering()
+            index = len(gathering.batch)
+            gathering.batch.append(ids)
+            gathering.deadlines.append(deadline)
+            if len(gathering.batch) >= self.max_batch_size:
+                del self._open[key]  # closed: later callers start the next one
+                gathering.full.set()
+        if leader:
+            gathering.full.wait(self.window_s)
+            with self._lock:
+                if self._open.get(key) is gathering:
+                    del self._open[key]
+            deadlines = gathering.deadlines  # the batch runs until its members' latest deadline
+            latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+            try:
+                with deadline_scope(latest):
+                    gathering.results = call(gathering.batch)
+            except BaseException as exc:
+                gathering.error = exc
+                raise
+            finally:
+                gathering.done.set()
+        else:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not gathering.done.wait(wait):
+                raise BackendTimeoutError("the request ran past its deadline waiting for its batch")
+            if gathering.error is not None:  # a fresh exception per thread: tracebacks stay apart
+                error = gathering.error
+                if isinstance(error, BackendError):
+                    raise type(error)(f"the batched call failed: {error}", retryable=error.retryable) from error
+                raise BackendError(f"the batched call failed: {type(error).__name__}: {error}") from error
+        check_deadline("the request")
+        return gathering.results[index]
+
+
 class BaseBackend(ABC):
     """Shared sugar over a model that exposes raw first-step logits and a reusable KV cache."""
 
@@ -242,6 +305,7 @@ class BaseBackend(ABC):
     max_context: int | None = None
     timeout: float | None = None
     """Default deadline in seconds for each prefill and each continuation; None: no deadline."""
+    _coalescer: _Coalescer | None = None
 
     # ---- to implement -------------------------------------------------------------------
     @abstractmethod
@@ -299,7 +363,36 @@ class BaseBackend(ABC):
         deadline = _deadline_after(timeout if timeout is not None else self.timeout)
         ids = self._checked_ids(conversation)
         with deadline_scope(deadline):
+            if self._coalescer is not None:
+                return self._coalescer.run(
+                    ("prefill", temperature, tuple(sorted(bias.items()))), ids,
+                    lambda batch: self._prefill_batch_ids(batch, temperature, bias),
+                )
             return self._prefill_ids(ids, temperature, bias)
+
+    def coalesce_requests(self, window_ms: float | None = 2.0, max_batch_size: int = 16) -> None:
+        """Gather concurrent single requests (`prefill`, `first_token_distribution`: what each
+        `invoke`, agent turn or decision-model call makes) into batched forwards, for many callers
+        at once such as concurrent agents, which never call `batch` themselves.
+
+        The first request of a batch waits up to `window_ms` for others with the same sampling
+        (temperature, biases), up to `max_batch_size`; a full batch starts at once. The cost is up
+        to `window_ms` of latency per request when it arrives alone. A batch runs until its
+        members' latest deadline; a member whose own deadline passes first raises
+        `BackendTimeoutError`. ``window_ms=None`` turns it off. Explicit batch calls
+        (`prefill_batch`, `first_token_distributions` of several prompts) are not held back.
+        """
+        if window_ms is None:
+            self._coalescer = None
+            return
+        if type(self)._prefill_batch_ids is BaseBackend._prefill_batch_ids:
+            raise ConfigError(
+                f"{type(self).__name__} prefills one prompt at a time: gathering requests would only queue "
+                "them behind each other"
+            )
+        if not window_ms >= 0 or max_batch_size < 1:
+            raise ConfigError(f"window_ms must be >= 0 and max_batch_size >= 1, got {window_ms}, {max_batch_size}")
+        self._coalescer = _Coalescer(window_ms / 1000.0, max_batch_size)
 
     def first_token_distribution(
         self,
@@ -342,9 +435,19 @@ class BaseBackend(ABC):
         """
         bias = dict(logit_bias or {})
         check_sampling(self.tokens, temperature, bias)
+
+        def run(batch: list[list[int]]) -> list[FirstTokenDistribution]:
+            return self._distributions_ids(batch, temperature, bias)
+
+        coalescer = self._coalescer
+        if coalescer is not None and len(conversations) == 1:  # a single request: may join others
+            key = ("distribution", temperature, tuple(sorted(bias.items())))
+            return self._run_batches(
+                conversations, lambda batch: [coalescer.run(key, batch[0], run)],
+                batch_size=1, timeout=timeout, return_exceptions=return_exceptions,
+            )
         return self._run_batches(
-            conversations, lambda batch: self._distributions_ids(batch, temperature, bias),
-            batch_size=batch_size, timeout=timeout, return_exceptions=return_exceptions,
+            conversations, run, batch_size=batch_size, timeout=timeout, return_exceptions=return_exceptions,
             progress="first-token distributions" if progress else None,
         )
 

@@ -347,6 +347,8 @@ def test_prefill_batch_and_router_batch_equal_single_calls(backend: LlamaCppBack
     assert [o.text for o in outs if not isinstance(o, Exception)] == [
         router.invoke(p).text for p in prompts if p is not prompts[1]
     ]
+    with pytest.raises(ConfigError, match="one prompt at a time"):
+        backend.coalesce_requests()
 
 
 # ---- bad input: typed errors, no crash, no hang --------------------------------------------------------
