@@ -4,6 +4,8 @@
   decision alone): `router.batch` (one padded prefill per batch) against the same inputs invoked
   one after another, and against LangChain's default `Runnable.batch` (a thread per input, each
   invoking alone: what `router.batch` did before).
+- concurrent callers (8 threads, each invoking one input at a time, as concurrent agents do): with
+  `backend.coalesce_requests(window_ms=2)` against without.
 - the respond path at batch 8 (every input answered, `--tokens` new tokens): `router.batch`, whose
   answers continue from their own rows of the batch's cache, against invoking one by one, the
   default `Runnable.batch`, and batched decisions whose answers prefill again alone (what row caches
@@ -18,6 +20,8 @@ Usage: python benchmarks/bench_batch.py [--model tiny|default|HF_DIR] [--tokens 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from _timing import PROMPTS, interleaved, load
 from langchain_core.runnables import RunnableSerializable
@@ -75,6 +79,21 @@ def main() -> None:
         print(f"  batch {n:3d}: " + "  ".join(f"{name} {rate:8.1f}/s" for name, rate in rates.items())
               + f"  | batch / one by one {rates['batch'] / rates['one by one']:5.2f}"
               + f"  batch / Runnable.batch {rates['batch'] / rates['Runnable.batch']:5.2f}")
+
+    def concurrent(window_ms: float | None, threads: int = 8) -> Callable[[], None]:
+        def call() -> None:
+            backend.coalesce_requests(window_ms, max_batch_size=threads)
+            try:
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda x: router.invoke(x, refuse), INPUTS))
+            finally:
+                backend.coalesce_requests(None)
+        return call
+
+    t = interleaved({"coalesced": concurrent(2.0), "alone": concurrent(None)}, args.repeats)
+    n = len(INPUTS)
+    print(f"8 threads invoking {n} inputs: coalesced (window 2 ms) {n / t['coalesced']:8.1f}/s  "
+          f"alone {n / t['alone']:8.1f}/s  | coalesced / alone {t['alone'] / t['coalesced']:5.2f}")
 
     n = args.respond_batch
     inputs = INPUTS[:n]
