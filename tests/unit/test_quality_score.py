@@ -53,3 +53,13 @@ def test_score_carries_intervals_and_the_policy_free_auc() -> None:
 def test_score_has_no_auc_when_every_row_has_one_label() -> None:
     figures = score([LabeledPrompt("a", INCOMPLETE)], [dist(0.2)], TenantPolicy())
     assert "auc" not in figures and "auc" not in figures["ci95"]
+
+
+def test_policy_free_figures_use_the_argmax_and_a_ten_percent_false_refusal_threshold() -> None:
+    rows = [LabeledPrompt(str(i), INCOMPLETE) for i in range(4)] + [LabeledPrompt(f"r{i}", "respond") for i in range(10)]
+    refuse_p = [0.9, 0.6, 0.45, 0.3, 0.7, 0.4, 0.35, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0, 0.0]
+    figures = score(rows, [dist(1 - p) for p in refuse_p], TenantPolicy())["policy_free"]
+    assert figures["argmax_recall"] == 0.5 and figures["argmax_false_refusal_rate"] == 0.1  # p > 0.5 wins
+    # one of ten benign prompts may score above the threshold: it sits at 0.4 -> 0.9, 0.6, 0.45 pass
+    assert figures["recall_at_10pct_false_refusal"] == 0.75
+    assert figures["false_refusal_at_that_threshold"] == 0.1
