@@ -242,37 +242,26 @@ def test_small_aliases_still_work(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "key"),
+    ("suffix", "text", "key"),
     [
-        ("tenants:\n  a: {}\n  a: {temperature: 2.0}\n", "'a'"),
-        ("tenants:\n  a:\n    categories:\n      Requests with safety concerns: {action: refuse}\n"
+        (".yaml", "tenants:\n  a: {}\n  a: {temperature: 2.0}\n", "'a'"),
+        (".yaml", "tenants:\n  a:\n    categories:\n      Requests with safety concerns: {action: refuse}\n"
          "      Requests with safety concerns: {action: respond}\n", "'Requests with safety concerns'"),
-        ("version: v1\ntenants: {a: {}}\nversion: v2\n", "'version'"),
-    ],
-)
-def test_duplicate_yaml_keys_are_named(tmp_path: Path, text: str, key: str) -> None:
-    path = tmp_path / "dup.yaml"
-    path.write_text(text)
-    with pytest.raises(PolicyError, match="duplicate key") as info:
-        PolicyStore.from_file(path)
-    assert key in str(info.value) and "line" in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("text", "key"),
-    [
-        ('{"tenants": {"a": {}, "a": {"temperature": 2.0}}}', "'a'"),
-        ('{"tenants": {"a": {"categories": {"Incomplete requests": {"action": "refuse"}, '
+        (".yaml", "version: v1\ntenants: {a: {}}\nversion: v2\n", "'version'"),
+        (".json", '{"tenants": {"a": {}, "a": {"temperature": 2.0}}}', "'a'"),
+        (".json", '{"tenants": {"a": {"categories": {"Incomplete requests": {"action": "refuse"}, '
          '"Incomplete requests": {"action": "respond"}}}}}', "'Incomplete requests'"),
-        ('{"default_tenant": "a", "tenants": {"a": {}}, "default_tenant": "b"}', "'default_tenant'"),
+        (".json", '{"default_tenant": "a", "tenants": {"a": {}}, "default_tenant": "b"}', "'default_tenant'"),
     ],
 )
-def test_duplicate_json_keys_are_named(tmp_path: Path, text: str, key: str) -> None:
-    path = tmp_path / "dup.json"
+def test_duplicate_keys_are_named(tmp_path: Path, suffix: str, text: str, key: str) -> None:
+    path = tmp_path / f"dup{suffix}"
     path.write_text(text)
     with pytest.raises(PolicyError, match="duplicate key") as info:
         PolicyStore.from_file(path)
     assert key in str(info.value)
+    if suffix == ".yaml":  # YAML errors also say where
+        assert "line" in str(info.value)
 
 
 def test_alias_and_full_name_together_are_a_duplicate() -> None:
