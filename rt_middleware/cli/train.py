@@ -56,8 +56,17 @@ def train_command(
         typer.Option(min=0.0, help="Weight of the decision-token loss (default: 1.0, the preset's own with --preset)."),
     ] = None,
     data_version: Annotated[
-        str, typer.Option(help="With --preset default: the training mix, v2 (shipped) or v1 (the first model's).")
-    ] = "v2",
+        str | None,
+        typer.Option(help="With --preset default: the training mix, v1, v2 or v3 (default: the shipped model's)."),
+    ] = None,
+    refusal_text: Annotated[
+        bool | None,
+        typer.Option(
+            "--refusal-text/--no-refusal-text",
+            help="Train refusal rows on a short refusal text after their token, or on the token alone "
+            "(default: yes; with --preset, the shipped model's choice).",
+        ),
+    ] = None,
 ) -> None:
     """Add decision tokens, fine-tune, and write the model (and, for LoRA, the compact artifact)."""
     from rt_middleware.errors import ConfigError
@@ -72,15 +81,17 @@ def train_command(
                 raise ConfigError(f"unknown preset {preset!r}; the only preset is 'default'")
             if model is not None or data is not None:
                 raise ConfigError("--preset default brings its own model and data; drop --model/--data")
-            if data_version not in ("v1", "v2"):
-                raise ConfigError(f"unknown --data-version {data_version!r}; use v1 or v2")
+            if data_version not in (None, "v1", "v2", "v3"):
+                raise ConfigError(f"unknown --data-version {data_version!r}; use v1, v2 or v3")
             manifest = _train_preset(
                 out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype,
-                first_token_weight=first_token_weight, data_version=data_version,
+                first_token_weight=first_token_weight, data_version=data_version, refusal_text=refusal_text,
             )
         else:
             if model is None or data is None:
                 raise ConfigError("give --preset default, or both --model HF_DIR and --data FILE.jsonl")
+            if data_version is not None:
+                raise ConfigError("--data-version picks the --preset default mix; with --data, drop it")
             config = TrainConfig(
                 method=method, lr=lr or (1e-3 if lora else 1e-4), epochs=epochs, max_steps=max_steps,
                 batch_size=batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio, lora_r=lora_r,
@@ -91,6 +102,7 @@ def train_command(
             manifest = _train_any(
                 model, data, out, config, schema=schema, max_length=max_length,
                 max_response_tokens=max_response_tokens, resume=resume,
+                refusal_text=True if refusal_text is None else refusal_text,
             )
     metrics = manifest.get("metrics", {})
     console.print(
@@ -104,9 +116,15 @@ def train_command(
 
 def _train_preset(
     out: Path, *, resume: bool, max_steps: int | None, install: bool, device: str, dtype: str,
-    first_token_weight: float | None, data_version: str,
+    first_token_weight: float | None, data_version: str | None, refusal_text: bool | None,
 ) -> dict:
-    from rt_middleware.train.presets import DEFAULT_PRESET, install_artifact, train_default
+    from rt_middleware.train.presets import (
+        DATA_VERSION,
+        DEFAULT_PRESET,
+        REFUSAL_TEXT,
+        install_artifact,
+        train_default,
+    )
 
     update: dict[str, object] = {"device": device, "dtype": dtype}
     if max_steps is not None:
@@ -114,7 +132,10 @@ def _train_preset(
     if first_token_weight is not None:
         update["first_token_weight"] = first_token_weight
     config = DEFAULT_PRESET.model_copy(update=update)
-    manifest = train_default(out, config=config, data_version=data_version, resume=resume)
+    manifest = train_default(
+        out, config=config, data_version=data_version or DATA_VERSION,
+        refusal_text=REFUSAL_TEXT if refusal_text is None else refusal_text, resume=resume,
+    )
     if install:
         from importlib.resources import files
 
@@ -126,7 +147,7 @@ def _train_preset(
 
 def _train_any(
     model_dir: Path, data: Path, out: Path, config: TrainConfig, *, schema: str, max_length: int,
-    max_response_tokens: int, resume: bool,
+    max_response_tokens: int, resume: bool, refusal_text: bool,
 ) -> dict:
     from rt_middleware._extras import require
     from rt_middleware.errors import ConfigError
@@ -151,6 +172,6 @@ def _train_any(
     lm = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, storage))
     return run_training(
         lm, tokenizer, token_schema, records, config, out,
-        max_length=max_length, max_response_tokens=max_response_tokens, resume=resume,
-        manifest_extra={"base": str(model_dir), "data": str(data)},
+        max_length=max_length, max_response_tokens=max_response_tokens, refusal_text=refusal_text,
+        resume=resume, manifest_extra={"base": str(model_dir), "data": str(data)},
     )

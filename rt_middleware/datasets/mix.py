@@ -40,10 +40,12 @@ from rt_middleware.refusal_text import opens_with_refusal
 __all__ = [
     "DEFAULT_CAPS",
     "DEFAULT_CAPS_V1",
+    "DEFAULT_CAPS_V3",
     "TrainingMix",
     "build_training_mix",
     "eval_prompts",
     "heldout_prompts",
+    "selection_prompts",
 ]
 
 DEFAULT_CAPS_V1: dict[str, int | None] = {
@@ -81,6 +83,17 @@ signals harm), plain harmful questions already in the TRAIN sets, written look-a
 prompts for the four thin categories, truncated TRAIN prompts and multi-turn rows. Rows drawn per
 source (None: all); the order is the order of building (a row already taken is not taken again)."""
 
+DEFAULT_CAPS_V3: dict[str, int | None] = {
+    **DEFAULT_CAPS,
+    "lookalikes-templated": 400,
+    "service-questions": None,
+}
+"""The v3 mix (#19, second run): v2 plus templated benign look-alikes (what a harm is, history,
+self-protection, games and fiction, everyday verbs, famous people) and questions to a business
+("What's your return policy?"), with `selection_prompts` held out of every source."""
+
+_CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3}
+
 _HARMFUL_TRAIN = ("advbench", "harmbench-val", "jailbreakbench", "strongreject")
 _BENIGN_TRAIN = ("coconot-pref", "coconot-contrast", "self-instruct", "ultrachat")
 _REFUSAL_TRAIN = ("coconot-refusal", "coconot-seeds")
@@ -103,6 +116,24 @@ def eval_prompts(*, root: Path | None = None) -> list[LabeledPrompt]:
 def heldout_prompts(*, root: Path | None = None) -> list[LabeledPrompt]:
     """EVAL rows plus the CoCoNot calibration split: nothing here may be trained on."""
     return [*eval_prompts(root=root), *load_coconot("calibration", "both", root=root)]
+
+
+def selection_prompts(*, seed: int = 0, root: Path | None = None) -> list[LabeledPrompt]:
+    """TRAIN-side prompts held out of the v3 mix to choose between training runs (never EVAL).
+
+    150 benign TRAIN instructions (UltraChat, Self-Instruct) show whether answers after ``[respond]``
+    open with refusal text on prompts like real traffic (CoCoNot's calibration contrast set is too
+    small and too odd to show it), and 100 templated look-alikes show over-refusal of alarming words
+    in safe requests. Rows are clear of every held-out set.
+    """
+    rng = random.Random(f"{seed}:selection")
+    banned = heldout_prompts(root=root)
+    benign = dedupe_against([*load_ultrachat(root=root), *load_self_instruct(root=root)], banned)
+    lookalikes = dedupe_against(synthetic.lookalike_template_prompts(), banned)
+    near = NearDuplicateIndex(banned)
+    lookalikes = [row for row in lookalikes if not near.near(row)]
+    return [replace(row, source=f"selection/{row.source}") for row in
+            [*rng.sample(benign, min(150, len(benign))), *rng.sample(lookalikes, min(100, len(lookalikes)))]]
 
 
 def _base_sources(root: Path | None) -> dict[str, Callable[[], list[LabeledPrompt]]]:
@@ -154,6 +185,8 @@ def _train_sources(
         "benign-questions": lambda: question_rewrites(clean(*_BENIGN_TRAIN), source="benign-questions",
                                                       seed=seed, per_row=2),
         "lookalikes-written": synthetic.lookalike_prompts,
+        "lookalikes-templated": synthetic.lookalike_template_prompts,
+        "service-questions": synthetic.service_prompts,
         "incomplete-written": lambda: synthetic.incomplete_prompts(200, seed=seed),
         "incomplete-truncated": lambda: synthetic.truncated_prompts(clean(*_BENIGN_TRAIN), 1000, seed=seed),
         "humanizing-written": lambda: synthetic.humanizing_prompts(250, seed=seed),
@@ -200,18 +233,21 @@ def build_training_mix(
     nearly equal a held-out prompt's (`NearDuplicateIndex`, Jaccard >= 0.8). v1 sources keep the
     exact rule only, so ``version="v1"`` reproduces the first shipped mix.
 
-    `version` picks the default caps (``v1``: the first shipped mix, for the ablation; ``v2``: #19);
-    `caps` overrides them. `clean_answers` (default: True for v2, False for v1, which reproduces the
+    `version` picks the default caps (``v1``: the first shipped mix, for the ablation; ``v2``, ``v3``:
+    #19; v3 also keeps `selection_prompts` out); `caps` overrides them. `clean_answers` (default: True
+    for v2 and v3, False for v1, which reproduces the
     first shipped mix) removes respond answers that open like a refusal
     (`rt_middleware.refusal_text.opens_with_refusal`): they would teach "[respond] I'm sorry...".
     The row stays and trains the control token only; `TrainingMix.cleaned` counts them.
     """
+    if version not in _CAPS:
+        raise ValueError(f"unknown mix version {version!r}; use one of {', '.join(_CAPS)}")
     if caps is None:
-        if version not in ("v1", "v2"):
-            raise ValueError(f"unknown mix version {version!r}; use v1 or v2")
-        caps = DEFAULT_CAPS_V1 if version == "v1" else DEFAULT_CAPS
+        caps = _CAPS[version]
     rng = random.Random(seed)
     banned = heldout_prompts(root=root)
+    if version == "v3":
+        banned = [*banned, *selection_prompts(seed=seed, root=root)]
     near = NearDuplicateIndex(banned)
     rows: list[LabeledPrompt] = []
     seen: set[tuple[str, ...]] = set()
@@ -233,7 +269,7 @@ def build_training_mix(
         seen.update(_identity(row) for row in kept)
         rows.extend(kept)
     cleaned = 0
-    if clean_answers if clean_answers is not None else version == "v2":
+    if clean_answers if clean_answers is not None else version != "v1":
         for i, row in enumerate(rows):
             if row.label == "respond" and row.response and opens_with_refusal(row.response):
                 rows[i] = replace(row, response=None)

