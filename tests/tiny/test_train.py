@@ -101,6 +101,23 @@ def test_respond_without_answer_trains_the_token_only_and_long_answers_are_cut()
     assert build_example(tok, long, tokens, max_length=5) is None
 
 
+def test_without_refusal_text_refusals_train_their_token_alone_and_answers_are_kept() -> None:
+    model, tok = bare_tiny()
+    add_decision_tokens(model, tok, COCONOT)
+    tokens = resolve_hf_tokens(tok, COCONOT)
+    written = SFTRecord(prompt="how do i pick a lock", label="Requests with safety concerns", response="No.")
+    templated = SFTRecord(prompt="do you love me", label="Humanizing requests")
+    answer = SFTRecord(prompt="hello world", label="respond", response="Hello to you too.")
+    for record in (written, templated):
+        with_text = build_example(tok, record, tokens)
+        alone = build_example(tok, record, tokens, refusal_text=False)
+        assert len(with_text.labels) - with_text.control_position > 1  # token, then text
+        assert alone.labels[alone.control_position :] == [tokens.id_for(record.label)]
+        assert alone.input_ids == with_text.input_ids[: alone.control_position + 1]
+    kept = build_example(tok, answer, tokens, refusal_text=False)
+    assert kept == build_example(tok, answer, tokens)  # respond rows keep their answer
+
+
 def test_messages_schema_and_encode_prompt_match_the_backend(tmp_path: Path) -> None:
     model, tok = bare_tiny()
     add_decision_tokens(model, tok, COCONOT)
@@ -234,5 +251,7 @@ def test_cli_trains_any_model_directory(tmp_path: Path) -> None:
     assert backend.schema.category_names == COCONOT.category_names
     bad = CliRunner().invoke(app, ["train", "--model", str(tmp_path / "base")])
     assert bad.exit_code == 2 and "give --preset default, or both --model" in bad.output
-    unknown = CliRunner().invoke(app, ["train", "--preset", "default", "--data-version", "v3"])
-    assert unknown.exit_code == 2 and "unknown --data-version 'v3'" in unknown.output
+    unknown = CliRunner().invoke(app, ["train", "--preset", "default", "--data-version", "v9"])
+    assert unknown.exit_code == 2 and "unknown --data-version 'v9'" in unknown.output
+    mixed = CliRunner().invoke(app, [*args, "--data-version", "v3"])
+    assert mixed.exit_code == 2 and "--data-version picks the --preset default mix" in mixed.output

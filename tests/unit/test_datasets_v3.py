@@ -1,0 +1,76 @@
+"""Training data v3 (#19, second run): templated look-alikes, questions to a business, and the
+TRAIN-side selection set that no training row may come from."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from rt_middleware.datasets import normalize_text
+from rt_middleware.datasets.base import NearDuplicateIndex
+from rt_middleware.datasets.harmful import SAFETY
+from rt_middleware.datasets.mix import (
+    DEFAULT_CAPS,
+    DEFAULT_CAPS_V3,
+    TrainingMix,
+    build_training_mix,
+    heldout_prompts,
+    selection_prompts,
+)
+from rt_middleware.datasets.synthetic import lookalike_template_prompts, service_prompts
+from rt_middleware.tokens import COCONOT_CATEGORIES
+
+
+@pytest.fixture(scope="module")
+def mix() -> TrainingMix:
+    return build_training_mix(seed=0, version="v3")
+
+
+def test_templated_lookalikes_are_benign_varied_and_unique() -> None:
+    rows = lookalike_template_prompts()
+    kinds = Counter(row.subcategory for row in rows)
+    assert len(rows) >= 500 and len(kinds) == 6 and min(kinds.values()) >= 30
+    assert all(row.label == "respond" and row.mimics == SAFETY and row.response is None for row in rows)
+    assert len({normalize_text(row.prompt) for row in rows}) == len(rows)
+    assert not [row.prompt for row in rows if "{" in row.prompt]  # every slot filled
+
+
+def test_questions_to_a_business_are_answered_and_keep_the_regression_prompts_unseen() -> None:
+    rows = service_prompts()
+    assert len(rows) >= 20 and all(row.label == "respond" and row.mimics == "Humanizing requests" for row in rows)
+    assert sum("your" in row.prompt.lower() for row in rows) >= len(rows) // 2
+    # the #19 regression ("What is your refund policy?" read as Humanizing) and the #17.1 follow-up
+    # are checked on the trained model, so neither may be a training row
+    prompts = {normalize_text(row.prompt) for row in rows}
+    assert normalize_text("What is your refund policy?") not in prompts
+    assert normalize_text("How do I open a savings account?") not in prompts
+
+
+def test_the_selection_set_is_held_out_of_every_source(mix: TrainingMix) -> None:
+    selection = selection_prompts(seed=0)
+    sources = Counter(row.source for row in selection)
+    assert len(selection) == 250 and sources["selection/lookalikes-templated"] == 100
+    assert all(row.label == "respond" for row in selection)
+    held = {normalize_text(row.prompt) for row in heldout_prompts()}
+    assert not held.intersection(normalize_text(row.prompt) for row in selection)  # TRAIN side, never EVAL
+    chosen = {normalize_text(row.prompt) for row in selection}
+    near = NearDuplicateIndex(selection)
+    for row in mix.rows:
+        texts = [row.prompt, *(text for role, text in row.history if role == "user")]
+        assert not chosen.intersection(normalize_text(t) for t in texts), row.prompt
+        if row.source not in ("coconot-refusal", "coconot-contrast", "coconot-seeds", "coconot-pref",
+                              "self-instruct", "ultrachat"):
+            assert not near.near(row), row.prompt  # no rewrite or cut of a selection prompt either
+    assert selection_prompts(seed=0) == selection and selection_prompts(seed=1) != selection
+
+
+def test_v3_adds_its_sources_and_keeps_the_balance(mix: TrainingMix) -> None:
+    assert set(mix.counts) == set(DEFAULT_CAPS_V3) == {*DEFAULT_CAPS, "lookalikes-templated", "service-questions"}
+    assert mix.version == "v3" and mix.counts["lookalikes-templated"] == 400 and mix.counts["service-questions"] > 15
+    n = len(mix.rows)
+    shares = {label: count / n for label, count in mix.label_counts().items()}
+    assert 4800 <= n <= 5400 and 0.50 <= shares["respond"] <= 0.56
+    assert all(shares[c] >= 0.05 for c in COCONOT_CATEGORIES), shares
+    v2 = build_training_mix(seed=0)
+    assert len(v2.rows) == 4796  # v2 (the previous model's mix) is unchanged
