@@ -86,3 +86,12 @@ def test_quality_figures_carry_the_opener_rate(tiny_model_and_tokenizer) -> None
     multiturn = figures["coconot"]["multiturn"]
     assert multiturn["n"] == multiturn["answered_alone"]["total"] > 0
     assert "auc" in figures["coconot"] and "ci95" in figures["coconot"]
+    selection = figures["selection"]  # the TRAIN-side selection set: over-refusal per source, openers
+    assert selection["n"] == 250 and len(selection["distributions"]) == 250
+    assert selection["selection/lookalikes-templated"]["n"] == 100
+    for source in ("selection/lookalikes-templated", "selection/ultrachat", "selection/self-instruct"):
+        rates = selection[source]
+        assert {"refused_by_policy", "argmax_refused", "refused_at_calibration_threshold"} <= set(rates)
+        assert all(0.0 <= rates[k] <= 1.0 for k in rates if k != "n")
+    assert selection["openers"]["total"] == 4
+    assert "selection" not in quality_figures(tiny_backend, PolicyStore.default(), None, "test", opener_tokens=0)
