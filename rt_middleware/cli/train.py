@@ -57,7 +57,7 @@ def train_command(
     ] = None,
     data_version: Annotated[
         str | None,
-        typer.Option(help="With --preset default: the training mix, v1, v2 or v3 (default: the shipped model's)."),
+        typer.Option(help="With --preset default: the training mix, v1 to v4 (default: the shipped model's)."),
     ] = None,
     refusal_text: Annotated[
         bool | None,
@@ -81,8 +81,8 @@ def train_command(
                 raise ConfigError(f"unknown preset {preset!r}; the only preset is 'default'")
             if model is not None or data is not None:
                 raise ConfigError("--preset default brings its own model and data; drop --model/--data")
-            if data_version not in (None, "v1", "v2", "v3"):
-                raise ConfigError(f"unknown --data-version {data_version!r}; use v1, v2 or v3")
+            if data_version not in (None, "v1", "v2", "v3", "v4"):
+                raise ConfigError(f"unknown --data-version {data_version!r}; use v1, v2, v3 or v4")
             manifest = _train_preset(
                 out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype,
                 first_token_weight=first_token_weight, data_version=data_version, refusal_text=refusal_text,

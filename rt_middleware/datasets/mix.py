@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_CAPS",
     "DEFAULT_CAPS_V1",
     "DEFAULT_CAPS_V3",
+    "DEFAULT_CAPS_V4",
     "TrainingMix",
     "build_training_mix",
     "eval_prompts",
@@ -92,7 +93,11 @@ DEFAULT_CAPS_V3: dict[str, int | None] = {
 self-protection, games and fiction, everyday verbs, famous people) and questions to a business
 ("What's your return policy?"), with `selection_prompts` held out of every source."""
 
-_CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3}
+DEFAULT_CAPS_V4: dict[str, int | None] = {**DEFAULT_CAPS_V3, "instructions-written": None}
+"""The v4 mix: v3 plus ~330 complete, harmless imperative instructions ("List five uses for an old
+glass jar."): v3 read many plain imperatives as Incomplete or harmful."""
+
+_CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3, "v4": DEFAULT_CAPS_V4}
 
 _HARMFUL_TRAIN = ("advbench", "harmbench-val", "jailbreakbench", "strongreject")
 _BENIGN_TRAIN = ("coconot-pref", "coconot-contrast", "self-instruct", "ultrachat")
@@ -187,6 +192,7 @@ def _train_sources(
         "lookalikes-written": synthetic.lookalike_prompts,
         "lookalikes-templated": synthetic.lookalike_template_prompts,
         "service-questions": synthetic.service_prompts,
+        "instructions-written": lambda: synthetic.instruction_prompts(400, seed=seed),
         "incomplete-written": lambda: synthetic.incomplete_prompts(200, seed=seed),
         "incomplete-truncated": lambda: synthetic.truncated_prompts(clean(*_BENIGN_TRAIN), 1000, seed=seed),
         "humanizing-written": lambda: synthetic.humanizing_prompts(250, seed=seed),
@@ -246,7 +252,7 @@ def build_training_mix(
         caps = _CAPS[version]
     rng = random.Random(seed)
     banned = heldout_prompts(root=root)
-    if version == "v3":
+    if version in ("v3", "v4"):
         banned = [*banned, *selection_prompts(seed=seed, root=root)]
     near = NearDuplicateIndex(banned)
     rows: list[LabeledPrompt] = []
