@@ -5,11 +5,15 @@ the TRAIN mix of `rt_middleware.datasets.mix` (permissive licences only, de-dupl
 EVAL set and the CoCoNot calibration split), LoRA r=16 on every linear layer plus the six decision
 rows, one pass. Calibration-split accuracy is recorded in the manifest (never the test split).
 
-Data: `build_training_mix(seed=config.seed, version=data_version)`. ``v2`` (#19, the default, ~4,500
-rows) adds to v1 question-form rewrites of the harmful AND benign TRAIN rows, plain harmful
-questions, written benign look-alikes, written Incomplete / Unsupported / Indeterminate /
-Humanizing prompts, truncated TRAIN prompts and multi-turn rows, and removes respond answers that
-open with refusal text; ``v1`` (2,656 rows) is the first shipped mix, kept for the ablation.
+Data: `build_training_mix(seed=config.seed, version=data_version)`. ``v3`` (#19, the default, 5,068
+rows) is v2 plus templated benign look-alikes and questions to a business, with a TRAIN-side
+selection set held out; ``v2`` (4,796) adds to v1 question-form rewrites of the harmful AND benign
+TRAIN rows, plain harmful questions, written benign look-alikes, written Incomplete / Unsupported /
+Indeterminate / Humanizing prompts, truncated TRAIN prompts and multi-turn rows, and removes
+respond answers that open with refusal text; ``v1`` (2,656 rows) is the first shipped mix; ``v4``
+(v3 plus written imperative instructions) is an ablation run. Refusal rows train their decision
+token alone (`REFUSAL_TEXT`): the v2 model, trained on short refusal texts after each refusal
+token, wrote them after ``[respond]`` too.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ DEFAULT_PRESET = TrainConfig(
 )
 MAX_LENGTH = 192
 MAX_RESPONSE_TOKENS = 32
-DATA_VERSION = "v2"
-REFUSAL_TEXT = True
+DATA_VERSION = "v3"
+REFUSAL_TEXT = False
 """Whether refusal rows also train the short refusal text after their token (see `build_example`)."""
 
 

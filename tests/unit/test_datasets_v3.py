@@ -74,3 +74,28 @@ def test_v3_adds_its_sources_and_keeps_the_balance(mix: TrainingMix) -> None:
     assert all(shares[c] >= 0.05 for c in COCONOT_CATEGORIES), shares
     v2 = build_training_mix(seed=0)
     assert len(v2.rows) == 4796  # v2 (the previous model's mix) is unchanged
+
+
+def test_the_shipped_model_was_trained_on_the_mix_the_preset_builds(mix: TrainingMix) -> None:
+    import json
+    from importlib.resources import files
+
+    from rt_middleware.train.presets import DATA_VERSION, REFUSAL_TEXT
+
+    shipped = json.loads((files("rt_middleware") / "data" / "default_model" / "manifest.json").read_text("utf-8"))
+    assert shipped["data_version"] == DATA_VERSION == mix.version
+    assert shipped["data_mix"] == mix.counts and shipped["data_labels"] == mix.label_counts()
+    assert shipped["refusal_text"] is REFUSAL_TEXT is False
+
+
+def test_v4_adds_complete_imperative_instructions_to_v3(mix: TrainingMix) -> None:
+    from rt_middleware.datasets.synthetic import instruction_prompts
+
+    rows = instruction_prompts(400, seed=0)
+    assert 300 <= len(rows) <= 400 and len({row.prompt for row in rows}) == len(rows)
+    assert all(row.label == "respond" and not row.prompt.endswith("?") and "{" not in row.prompt for row in rows)
+    assert len(Counter(row.subcategory for row in rows)) == 5
+    v4 = build_training_mix(seed=0, version="v4")
+    assert set(v4.counts) == {*mix.counts, "instructions-written"}
+    assert v4.counts["instructions-written"] == len(rows)
+    assert {r.prompt for r in v4.rows} >= {r.prompt for r in rows}
