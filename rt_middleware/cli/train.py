@@ -81,8 +81,10 @@ def train_command(
                 raise ConfigError(f"unknown preset {preset!r}; the only preset is 'default'")
             if model is not None or data is not None:
                 raise ConfigError("--preset default brings its own model and data; drop --model/--data")
-            if data_version not in (None, "v1", "v2", "v3", "v4"):
-                raise ConfigError(f"unknown --data-version {data_version!r}; use v1, v2, v3 or v4")
+            from rt_middleware.datasets.mix import MIX_VERSIONS
+
+            if data_version is not None and data_version not in MIX_VERSIONS:
+                raise ConfigError(f"unknown --data-version {data_version!r}; use one of {', '.join(MIX_VERSIONS)}")
             manifest = _train_preset(
                 out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype,
                 first_token_weight=first_token_weight, data_version=data_version, refusal_text=refusal_text,

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_CAPS_V1",
     "DEFAULT_CAPS_V3",
     "DEFAULT_CAPS_V4",
+    "MIX_VERSIONS",
     "TrainingMix",
     "build_training_mix",
     "eval_prompts",
@@ -98,6 +99,9 @@ DEFAULT_CAPS_V4: dict[str, int | None] = {**DEFAULT_CAPS_V3, "instructions-writt
 glass jar."): v3 read many plain imperatives as Incomplete or harmful."""
 
 _CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3, "v4": DEFAULT_CAPS_V4}
+MIX_VERSIONS = tuple(_CAPS)
+"""Every mix `build_training_mix` builds, oldest first."""
+_HOLDS_OUT_SELECTION = frozenset({"v3", "v4"})
 
 _HARMFUL_TRAIN = ("advbench", "harmbench-val", "jailbreakbench", "strongreject")
 _BENIGN_TRAIN = ("coconot-pref", "coconot-contrast", "self-instruct", "ultrachat")
@@ -131,8 +135,11 @@ def selection_prompts(*, seed: int = 0, root: Path | None = None) -> list[Labele
     small and too odd to show it), and 100 templated look-alikes show over-refusal of alarming words
     in safe requests. Rows are clear of every held-out set.
     """
+    return _selection_prompts(heldout_prompts(root=root), seed=seed, root=root)
+
+
+def _selection_prompts(banned: list[LabeledPrompt], *, seed: int, root: Path | None) -> list[LabeledPrompt]:
     rng = random.Random(f"{seed}:selection")
-    banned = heldout_prompts(root=root)
     benign = dedupe_against([*load_ultrachat(root=root), *load_self_instruct(root=root)], banned)
     lookalikes = dedupe_against(synthetic.lookalike_template_prompts(), banned)
     near = NearDuplicateIndex(banned)
@@ -239,21 +246,21 @@ def build_training_mix(
     nearly equal a held-out prompt's (`NearDuplicateIndex`, Jaccard >= 0.8). v1 sources keep the
     exact rule only, so ``version="v1"`` reproduces the first shipped mix.
 
-    `version` picks the default caps (``v1``: the first shipped mix, for the ablation; ``v2``, ``v3``:
-    #19; v3 also keeps `selection_prompts` out); `caps` overrides them. `clean_answers` (default: True
-    for v2 and v3, False for v1, which reproduces the
-    first shipped mix) removes respond answers that open like a refusal
+    `version` picks the default caps (one of `MIX_VERSIONS`: ``v1`` the first shipped mix, ``v2`` to
+    ``v4`` #19; v3 and v4 also keep `selection_prompts` out); `caps` overrides them. `clean_answers`
+    (default: True for every version but v1, so v1 stays the first shipped mix) removes respond
+    answers that open like a refusal
     (`rt_middleware.refusal_text.opens_with_refusal`): they would teach "[respond] I'm sorry...".
     The row stays and trains the control token only; `TrainingMix.cleaned` counts them.
     """
     if version not in _CAPS:
-        raise ValueError(f"unknown mix version {version!r}; use one of {', '.join(_CAPS)}")
+        raise ValueError(f"unknown mix version {version!r}; use one of {', '.join(MIX_VERSIONS)}")
     if caps is None:
         caps = _CAPS[version]
     rng = random.Random(seed)
     banned = heldout_prompts(root=root)
-    if version in ("v3", "v4"):
-        banned = [*banned, *selection_prompts(seed=seed, root=root)]
+    if version in _HOLDS_OUT_SELECTION:
+        banned = [*banned, *_selection_prompts(banned, seed=seed, root=root)]
     near = NearDuplicateIndex(banned)
     rows: list[LabeledPrompt] = []
     seen: set[tuple[str, ...]] = set()
