@@ -30,18 +30,28 @@ def train_command(
     schema: Annotated[str, typer.Option(help="Decision tokens: 'coconot' (5 categories) or 'single' ([refuse]).")] = (
         "coconot"
     ),
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-3 LoRA, 1e-4 full).")] = None,
-    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default 1e-3 LoRA, 1e-4 full; the preset's own with --preset).")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(min=0.01, help="Passes over the data (default 1).")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    grad_accum: Annotated[int, typer.Option(min=1)] = 1,
-    warmup_ratio: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.05,
-    lora_r: Annotated[int, typer.Option(min=1)] = 16,
-    lora_alpha: Annotated[int, typer.Option(min=1)] = 32,
-    max_length: Annotated[int, typer.Option(min=8, help="Longest example in tokens (longer prompts skip).")] = 256,
-    max_response_tokens: Annotated[int, typer.Option(min=1, help="Response targets are cut here.")] = 48,
-    seed: Annotated[int, typer.Option()] = 0,
-    checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Examples per step (default 8).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(min=1, help="Steps accumulated per update (default 1).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="(default 0.05)")] = None,
+    lora_r: Annotated[int | None, typer.Option(min=1, help="LoRA rank (default 16).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(min=1, help="LoRA alpha (default 32).")] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(min=8, help="Longest example in tokens, longer prompts skip (default 256; the preset's 192)."),
+    ] = None,
+    max_response_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Response targets are cut here (default 48; the preset's 32).")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Training seed: initialisation and example order (default 0; the preset's mix stays fixed)."),
+    ] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1, help="Steps between checkpoints (default 50).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue from out/checkpoints.")] = True,
     dtype: Annotated[
         str,
@@ -85,9 +95,17 @@ def train_command(
 
             if data_version is not None and data_version not in MIX_VERSIONS:
                 raise ConfigError(f"unknown --data-version {data_version!r}; use one of {', '.join(MIX_VERSIONS)}")
+            if not lora:
+                raise ConfigError("--preset default ships a LoRA artifact; drop --full")
+            recipe = {
+                "lr": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
+                "warmup_ratio": warmup_ratio, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed,
+                "checkpoint_every": checkpoint_every, "max_steps": max_steps, "first_token_weight": first_token_weight,
+            }
             manifest = _train_preset(
-                out, resume=resume, max_steps=max_steps, install=install, device=device, dtype=dtype,
-                first_token_weight=first_token_weight, data_version=data_version, refusal_text=refusal_text,
+                out, resume=resume, install=install, device=device, dtype=dtype, data_version=data_version,
+                refusal_text=refusal_text, max_length=max_length, max_response_tokens=max_response_tokens,
+                recipe={k: v for k, v in recipe.items() if v is not None},
             )
         else:
             if model is None or data is None:
@@ -95,15 +113,16 @@ def train_command(
             if data_version is not None:
                 raise ConfigError("--data-version picks the --preset default mix; with --data, drop it")
             config = TrainConfig(
-                method=method, lr=lr or (1e-3 if lora else 1e-4), epochs=epochs, max_steps=max_steps,
-                batch_size=batch_size, grad_accum=grad_accum, warmup_ratio=warmup_ratio, lora_r=lora_r,
-                lora_alpha=lora_alpha, seed=seed, checkpoint_every=checkpoint_every, device=device,
+                method=method, lr=lr or (1e-3 if lora else 1e-4), epochs=epochs or 1.0, max_steps=max_steps,
+                batch_size=batch_size or 8, grad_accum=grad_accum or 1,
+                warmup_ratio=0.05 if warmup_ratio is None else warmup_ratio, lora_r=lora_r or 16,
+                lora_alpha=lora_alpha or 32, seed=seed or 0, checkpoint_every=checkpoint_every or 50, device=device,
                 dtype=dtype,  # type: ignore[arg-type]  # checked against DTYPES above
                 first_token_weight=1.0 if first_token_weight is None else first_token_weight,
             )
             manifest = _train_any(
-                model, data, out, config, schema=schema, max_length=max_length,
-                max_response_tokens=max_response_tokens, resume=resume,
+                model, data, out, config, schema=schema, max_length=max_length or 256,
+                max_response_tokens=max_response_tokens or 48, resume=resume,
                 refusal_text=True if refusal_text is None else refusal_text,
             )
     metrics = manifest.get("metrics", {})
@@ -117,26 +136,26 @@ def train_command(
 
 
 def _train_preset(
-    out: Path, *, resume: bool, max_steps: int | None, install: bool, device: str, dtype: str,
-    first_token_weight: float | None, data_version: str | None, refusal_text: bool | None,
+    out: Path, *, resume: bool, install: bool, device: str, dtype: str, data_version: str | None,
+    refusal_text: bool | None, max_length: int | None, max_response_tokens: int | None, recipe: dict[str, object],
 ) -> dict:
+    """The preset's recipe with the options the user gave on top (an ablation run is one flag away)."""
     from rt_middleware.train.presets import (
         DATA_VERSION,
         DEFAULT_PRESET,
+        MAX_LENGTH,
+        MAX_RESPONSE_TOKENS,
         REFUSAL_TEXT,
         install_artifact,
         train_default,
     )
+    from rt_middleware.train.trainer import TrainConfig
 
-    update: dict[str, object] = {"device": device, "dtype": dtype}
-    if max_steps is not None:
-        update["max_steps"] = max_steps
-    if first_token_weight is not None:
-        update["first_token_weight"] = first_token_weight
-    config = DEFAULT_PRESET.model_copy(update=update)
+    config = TrainConfig(**{**DEFAULT_PRESET.model_dump(), **recipe, "device": device, "dtype": dtype})
     manifest = train_default(
         out, config=config, data_version=data_version or DATA_VERSION,
         refusal_text=REFUSAL_TEXT if refusal_text is None else refusal_text, resume=resume,
+        max_length=max_length or MAX_LENGTH, max_response_tokens=max_response_tokens or MAX_RESPONSE_TOKENS,
     )
     if install:
         from importlib.resources import files

