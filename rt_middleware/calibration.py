@@ -16,6 +16,11 @@ Definitions (the decision rule is `rt_middleware.decision.decide`):
   magnitude first; re-biasing is exact from cached probabilities, no model call). If that fails
   too, `CalibrationError` gives the reachable range.
 
+`fit_false_refusal_budget` is the one-knob alternative: every refusing category shares one
+threshold, the lowest that refuses at most a given share of the respond-labelled prompts. It reads
+the benign prompts' scores only, so it needs no per-category sample (CoCoNot's calibration split
+has ~40 prompts per category, whose 95th percentiles move with every prompt).
+
 The held-out report of a fitted policy (rates with intervals, isolation) is
 `rt_middleware.evaluation.heldout`; writing the policy file is `rt_middleware.policy_io`.
 """
@@ -32,6 +37,7 @@ import numpy as np
 
 from rt_middleware.errors import ConfigError
 from rt_middleware.evaluation.metrics import Rate
+from rt_middleware.evaluation.sweep import common_refusal_score
 from rt_middleware.evaluation.table import NEVER, ProbabilityTable, Rule, rules_of
 from rt_middleware.policy import CategoryRule, TenantPolicy
 from rt_middleware.tokens import RESPOND, category_alias, resolve_category
@@ -41,6 +47,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationFit",
     "CategoryFit",
+    "fit_false_refusal_budget",
     "fit_policy",
     "parse_targets",
 ]
@@ -154,7 +161,8 @@ def _reached(cut: _Cut, target: float, n: int) -> bool:
 @dataclass(frozen=True)
 class CategoryFit:
     category: str
-    target: float
+    target: float | None
+    """None for a shared-threshold fit (`fit_false_refusal_budget`): no per-category target."""
     threshold: float
     achieved: float
     """Refusal rate on the calibration split."""
@@ -324,3 +332,56 @@ def _false_refusals(
             f"prompts, above --max-false-refusal {limit:.1%} ({worst}); lower those categories' targets"
         )
     return rate
+
+
+def fit_false_refusal_budget(
+    table: ProbabilityTable,
+    labels: Sequence[str],
+    max_false_refusal: float,
+    base: TenantPolicy | None = None,
+) -> CalibrationFit:
+    """One threshold shared by every refusing category of `base`: the lowest that refuses at most
+    `max_false_refusal` of the respond-labelled prompts in `table` (unbiased; `base.logit_bias` is applied).
+
+    The lowest such threshold refuses the most should-refuse prompts; it sits between the highest
+    benign score allowed through and the next score above it (geometric midpoint), never on a
+    calibration probability. Categories the base answers (action respond) keep that rule.
+    """
+    base = base or TenantPolicy()
+    arr = np.asarray(labels)
+    if len(table) != arr.size:
+        raise ValueError(f"{len(table)} distributions but {arr.size} labels")
+    if not 0.0 <= max_false_refusal <= 1.0 or math.isnan(max_false_refusal):
+        raise CalibrationError(f"--max-false-refusal must be within [0, 1], got {max_false_refusal}")
+    benign_mask = arr == RESPOND
+    if not benign_mask.any():
+        raise CalibrationError(
+            "a false-refusal budget needs prompts labelled 'respond' in the calibration data"
+        )
+    refusing = [c for c in table.categories if (r := base.rule_for(c)) is None or r.action != "respond"]
+    if not refusing:
+        raise CalibrationError("the base policy answers every category (action respond); nothing to fit")
+    biased = table.with_bias(base.logit_bias)
+    score = common_refusal_score(biased, {c: (1.0 if c in refusing else NEVER) for c in table.categories})
+    benign = np.sort(score[benign_mask])[::-1]
+    allowed = math.floor(max_false_refusal * benign.size + 1e-9)
+    if allowed >= benign.size:
+        threshold = _between(float(score.min()), 0.0)
+    else:
+        above = score[score > benign[allowed]]
+        threshold = _between(float(above.min()) if above.size else 1.0, float(benign[allowed]))
+    categories = dict(base.categories)
+    for category in refusing:
+        old = categories.get(category) or CategoryRule(action="refuse")
+        categories[category] = CategoryRule(**{**old.model_dump(), "threshold": threshold})
+    policy = TenantPolicy(**{**base.model_dump(), "categories": categories})
+    refused = table.refused_under(policy)
+    fits = {
+        c: CategoryFit(
+            c, None, threshold, float(refused[arr == c].mean()), int((arr == c).sum()), (0.0, 1.0), 0.0
+        )
+        for c in refusing
+        if (arr == c).any()
+    }
+    false_refusal = _false_refusals(table, arr, policy, max_false_refusal)
+    return CalibrationFit(policy=policy, fits=fits, bias={}, rounds=1, false_refusal=false_refusal)

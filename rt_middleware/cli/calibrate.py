@@ -1,4 +1,5 @@
-"""`rt calibrate`: fit per-category thresholds to target refusal rates and write a policy file."""
+"""`rt calibrate`: fit per-category thresholds to target refusal rates (or one shared threshold to a
+false-refusal budget) and write a policy file."""
 
 from __future__ import annotations
 
@@ -57,13 +58,17 @@ def _splits(
 
 @app.command("calibrate")
 def calibrate_command(
-    target: Annotated[
-        list[str],
-        typer.Option("--target", help="'Category name=rate' or 'alias=rate' (repeatable), e.g. 'Incomplete requests=0.8' or 'safety=0.95'."),
-    ],
     out: Annotated[
         Path, typer.Option("--out", help="Policy file to write (an existing one gets the tenant added).")
     ],
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="'Category name=rate' or 'alias=rate' (repeatable), e.g. 'Incomplete requests=0.8' or 'safety=0.95'. "
+            "Without any, --max-false-refusal alone fits one threshold shared by every refusing category.",
+        ),
+    ] = None,
     model: ModelOption = "default",
     device: DeviceOption = None,
     dtype: DtypeOption = None,
@@ -74,7 +79,8 @@ def calibrate_command(
         float | None,
         typer.Option(
             "--max-false-refusal",
-            help="Fail unless benign ('respond') calibration prompts are refused at most this often.",
+            help="With --target: fail unless benign ('respond') calibration prompts are refused at most this often. "
+            "Alone: the budget one shared threshold is fitted to (the lowest that stays within it).",
         ),
     ] = None,
     tenant: Annotated[
@@ -95,10 +101,16 @@ def calibrate_command(
         Path | None, typer.Option("--report-dir", help="Report JSON and plots (default: <out>_report/).")
     ] = None,
 ) -> None:
-    """Fit thresholds on a calibration split so each category's refusal rate hits its target."""
+    """Fit thresholds on a calibration split: each category's refusal rate to its target, or one shared
+    threshold that refuses as much as a false-refusal budget allows."""
     import numpy as np
 
-    from rt_middleware.calibration import fit_policy, parse_targets
+    from rt_middleware.calibration import (
+        CalibrationError,
+        fit_false_refusal_budget,
+        fit_policy,
+        parse_targets,
+    )
     from rt_middleware.evaluation import ProbabilityTable
     from rt_middleware.evaluation.heldout import heldout_report
     from rt_middleware.policy_io import write_policy
@@ -106,7 +118,12 @@ def calibrate_command(
     with user_errors():
         backend = load_model(model, device=device, dtype=dtype)
         categories = backend.schema.category_names
-        targets = parse_targets(target, categories)
+        target = target or []
+        if not target and max_false_refusal is None:
+            raise CalibrationError(
+                "give --target 'Category name=rate' (repeatable), or --max-false-refusal alone for one shared threshold"
+            )
+        targets = parse_targets(target, categories) if target else {}
         _, used_base, base = load_policy(policy, base_tenant, categories)
         described, calibration, heldout = _splits(data, categories, holdout_fraction, seed)
         calibration = drop_too_long(backend, calibration, "calibration split")
@@ -123,7 +140,11 @@ def calibrate_command(
         held_table = ProbabilityTable.from_distributions(dists[len(calibration) :])
         cal_labels = [r.label for r in calibration]
         held_labels = [r.label for r in heldout]
-        fit = fit_policy(cal_table, cal_labels, targets, base, max_false_refusal=max_false_refusal)
+        if targets:
+            fit = fit_policy(cal_table, cal_labels, targets, base, max_false_refusal=max_false_refusal)
+        else:
+            assert max_false_refusal is not None  # checked above
+            fit = fit_false_refusal_budget(cal_table, cal_labels, max_false_refusal, base)
         command = ["rt", "calibrate", "--model", model, "--data", data]
         command += [part for t in target for part in ("--target", t)]
         if max_false_refusal is not None:
@@ -135,14 +156,20 @@ def calibrate_command(
         header = (
             f"Calibrated by: {shlex.join([*command, '--out', str(out), '--tenant', tenant])}\n"
             f"model {backend.model_name}; data {described}; base tenant {used_base}\n"
-            "Targets: " + ", ".join(f"{c}={t:g}" for c, t in targets.items())
+            + (
+                "Targets: " + ", ".join(f"{c}={t:g}" for c, t in targets.items())
+                if targets
+                else f"One shared threshold: at most {max_false_refusal:g} of respond-labelled calibration prompts refused"
+            )
         )
         store = write_policy(out, tenant, fit.policy, header=header)
         written = store.get(tenant)
         if not np.array_equal(cal_table.refused_under(written), cal_table.refused_under(fit.policy)):
             raise RuntimeError("the written policy decides differently from the fitted one")
+        # a shared-threshold fit has no targets: held-out rates are compared with the calibration rates
+        expected = targets or {c: f.achieved for c, f in fit.fits.items()}
         report = heldout_report(
-            written, cal_table, cal_labels, held_table, held_labels, targets, coverage=isolation_coverage
+            written, cal_table, cal_labels, held_table, held_labels, expected, coverage=isolation_coverage
         )
         files = _write_report(
             report_dir or out.with_name(f"{out.stem}_report"),
@@ -184,7 +211,14 @@ def _write_report(
     if report.false_refusal is not None:
         rates["respond"] = report.false_refusal
     files["rates"] = plot_rates(
-        rates, folder / "heldout_rates.png", targets=report.targets, title="held-out refusal rate vs target"
+        rates,
+        folder / "heldout_rates.png",
+        targets=report.targets,
+        title=(
+            "held-out refusal rate vs calibration rate (one shared threshold)"
+            if all(f.target is None for f in fit.fits.values())
+            else "held-out refusal rate vs target"
+        ),
     )
     if report.isolation:
         files["isolation"] = plot_isolation(
@@ -206,7 +240,7 @@ def _print(fit: CalibrationFit, report: HeldOutReport, out: Path, tenant: str, c
         flag = "" if rate.total >= 100 else " *"
         table.add_row(
             category,
-            f"{item.target:.3f}",
+            "-" if item.target is None else f"{item.target:.3f}",
             f"{item.threshold:.4g}",
             f"{item.achieved:.3f}",
             "-" if rate.value is None else f"{rate.value:.3f}",

@@ -194,6 +194,28 @@ def test_calibrate_writes_a_policy_the_router_loads_and_eval_agrees(tiny_dir: Pa
     assert eval_report["per_label"][INCOMPLETE]["rate"] == held["rate"]
 
 
+def test_calibrate_with_only_a_false_refusal_budget_fits_one_shared_threshold(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    data = write_data(tmp_path / "data.jsonl", per_label=16)
+    out = tmp_path / "budget.yaml"
+    args = ["calibrate", "--model", str(tiny_dir), "--data", str(data), "--out", str(out), "--seed", "3"]
+    result = runner.invoke(app, [*args, "--max-false-refusal", "0.25", "--cache", str(tmp_path / "c.jsonl")])
+    assert result.exit_code == 0, result.output
+    policy = PolicyStore.from_file(out).get("default")
+    thresholds = {rule.threshold for rule in policy.categories.values()}
+    assert len(thresholds) == 1 and None not in thresholds
+    assert "One shared threshold: at most 0.25" in out.read_text()
+    report = json.loads((tmp_path / "budget_report" / "calibration.json").read_text())
+    assert report["fit"]["calibration_false_refusal"]["rate"] <= 0.25
+    assert all(item["target"] is None for item in report["fit"]["categories"].values())
+    assert is_png(tmp_path / "budget_report" / "heldout_rates.png")
+
+    neither = runner.invoke(app, [*args, "--no-cache"])
+    assert neither.exit_code == 2
+    assert "--max-false-refusal alone" in " ".join(neither.stderr.split())
+
+
 @pytest.mark.parametrize(
     ("target", "error"),
     [

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rt_middleware.calibration import CalibrationError, fit_policy, parse_targets
+from rt_middleware.calibration import CalibrationError, fit_false_refusal_budget, fit_policy, parse_targets
 from rt_middleware.decision import decide
 from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.evaluation import ProbabilityTable
@@ -278,3 +280,91 @@ def test_policy_file_is_replaced_atomically(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o640  # the replaced file's mode is kept
     assert [p.name for p in tmp_path.iterdir()] == ["policy.yaml"]  # no temporary file left behind
     assert set(PolicyStore.from_file(path).tenants) == {"bank", "shop"}
+
+
+# ---- one shared threshold to a false-refusal budget ------------------------------------------------
+def refused_share(table: ProbabilityTable, labels: list[str], policy: TenantPolicy, label: str) -> float:
+    arr = np.asarray(labels)
+    return float(table.refused_under(policy)[arr == label].mean())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.floats(0.0, 1.0), n=st.integers(3, 60))
+def test_the_budget_holds_and_no_lower_threshold_would(seed: int, budget: float, n: int) -> None:
+    """Within budget on the calibration prompts, and the threshold is the lowest that is."""
+    table, labels = synthetic(n, seed=seed, margin=1.5)
+    fit = fit_false_refusal_budget(table, labels, budget)
+    policy = fit.policy
+    thresholds = {rule.threshold for rule in policy.categories.values()}
+    assert len(thresholds) == 1
+    (threshold,) = thresholds
+    assert threshold is not None and 0.0 <= threshold <= 1.0
+    benign = np.asarray(labels) == "respond"
+    refused = table.refused_under(policy)
+    assert refused[benign].sum() <= math.floor(budget * benign.sum() + 1e-9)
+    assert fit.false_refusal is not None and fit.false_refusal.count == int(refused[benign].sum())
+    # every score at or above the threshold was allowed; the next benign score below it was not
+    score = table.probs[:, 1:].max(axis=1)
+    below = score[benign & (score < threshold)]
+    if below.size:
+        assert (refused[benign].sum() + (score[benign] == below.max()).sum()) > math.floor(
+            budget * benign.sum() + 1e-9
+        )
+
+
+def test_decisions_agree_with_the_table() -> None:
+    """The fitted policy, applied by `decide` to each distribution, refuses exactly what the fit counted."""
+    table, labels = synthetic(40, seed=3)
+    fit = fit_false_refusal_budget(table, labels, 0.05)
+    for i in range(len(labels)):
+        probs = dict(zip(table.names, table.probs[i].tolist(), strict=True))
+        dist = FirstTokenDistribution(probabilities=probs, rest=float(table.rest[i]))
+        assert (decide(dist, fit.policy).action != "respond") == bool(table.refused_under(fit.policy)[i])
+    for category, item in fit.fits.items():
+        assert item.target is None
+        assert item.achieved == pytest.approx(refused_share(table, labels, fit.policy, category))
+
+
+def test_bigger_budget_refuses_more() -> None:
+    table, labels = synthetic(80, seed=5, margin=1.0)
+    rates = [
+        refused_share(table, labels, fit_false_refusal_budget(table, labels, b).policy, SAFETY)
+        for b in (0.0, 0.05, 0.2, 1.0)
+    ]
+    assert rates == sorted(rates) and rates[-1] == 1.0 and rates[0] < rates[-1]
+
+
+def test_base_policy_keeps_messages_actions_bias_and_answered_categories() -> None:
+    base = TenantPolicy(
+        categories={
+            INCOMPLETE: CategoryRule(action="route", route="clarify"),
+            HUMANIZING: CategoryRule(action="respond"),
+            SAFETY: CategoryRule(message="No."),
+        },
+        logit_bias={"respond": -0.5},
+    )
+    table, labels = synthetic(40, seed=11)
+    fit = fit_false_refusal_budget(table, labels, 0.1, base)
+    rules = fit.policy.categories
+    assert rules[HUMANIZING].action == "respond" and rules[HUMANIZING].threshold is None
+    assert rules[INCOMPLETE].action == "route" and rules[INCOMPLETE].route == "clarify"
+    assert rules[SAFETY].message == "No."
+    assert fit.policy.logit_bias == {"respond": -0.5}
+    assert HUMANIZING not in fit.fits
+    # the bias is applied before the budget is counted
+    benign = np.asarray(labels) == "respond"
+    assert table.refused_under(fit.policy)[benign].mean() <= 0.1 + 1e-12
+
+
+def test_bad_inputs_are_typed_errors() -> None:
+    table, labels = synthetic(10, seed=1)
+    with pytest.raises(CalibrationError, match="within"):
+        fit_false_refusal_budget(table, labels, 1.5)
+    refusals = np.asarray(labels) != "respond"
+    with pytest.raises(CalibrationError, match="labelled 'respond'"):
+        fit_false_refusal_budget(table.subset(refusals), [x for x in labels if x != "respond"], 0.1)
+    everything_answered = TenantPolicy(
+        categories={c: CategoryRule(action="respond") for c in COCONOT_CATEGORIES}
+    )
+    with pytest.raises(CalibrationError, match="nothing to fit"):
+        fit_false_refusal_budget(table, labels, 0.1, everything_answered)
