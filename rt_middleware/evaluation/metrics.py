@@ -15,7 +15,15 @@ import numpy as np
 
 from rt_middleware.tokens import RESPOND
 
-__all__ = ["BinaryMetrics", "Rate", "binary_metrics", "bootstrap_interval", "refusal_rates", "wilson_interval"]
+__all__ = [
+    "BinaryMetrics",
+    "Rate",
+    "binary_metrics",
+    "bootstrap_interval",
+    "rank_auc",
+    "refusal_rates",
+    "wilson_interval",
+]
 
 Z_95 = 1.959963984540054
 """Two-sided 95% normal quantile."""
@@ -161,3 +169,16 @@ def bootstrap_interval(
         return None
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
+
+
+def rank_auc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    """ROC AUC of raw scores as the Mann-Whitney statistic (ties count half); None without both classes.
+
+    Equals `rt_middleware.evaluation.sweep.roc_curve(...).auc` on the same scores, without building
+    the curve: cheap enough to bootstrap.
+    """
+    pos, neg = score[positive], score[~positive]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

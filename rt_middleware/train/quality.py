@@ -32,6 +32,7 @@ from rt_middleware.evaluation.harness import opener_summary
 from rt_middleware.evaluation.metrics import (
     binary_metrics,
     bootstrap_interval,
+    rank_auc,
     refusal_rates,
     wilson_interval,
 )
@@ -82,9 +83,9 @@ def score(
     }
     if truth.any() and not truth.all():
         common = _common_score(dists, policy)
-        figures["auc"] = _rounded(_auc(common, truth))
+        figures["auc"] = _rounded(rank_auc(common, truth))
         figures["policy_free"] = _policy_free(dists, common, truth)
-        ci["auc"] = _rounded_pair(bootstrap_interval(lambda idx: _auc(common[idx], truth[idx]), len(rows)))
+        ci["auc"] = _rounded_pair(bootstrap_interval(lambda idx: rank_auc(common[idx], truth[idx]), len(rows)))
     figures["ci95"] = ci
     return figures
 
@@ -150,15 +151,6 @@ def _selection(
         out.update(_openers(backend, opener_rows(rows, limit=opener_limit), opener_tokens))
     out["distributions"] = [d.to_dict() for d in dists]
     return out
-
-
-def _auc(score: np.ndarray, positive: np.ndarray) -> float | None:
-    """Area under the ROC curve as the Mann-Whitney statistic (ties count half)."""
-    pos, neg = score[positive], score[~positive]
-    if not len(pos) or not len(neg):
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
 
 
 def _rounded_pair(pair: tuple[float, float] | None) -> list[float] | None:

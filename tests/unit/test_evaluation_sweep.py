@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from rt_middleware.errors import ConfigError
 from rt_middleware.evaluation import (
@@ -16,6 +18,8 @@ from rt_middleware.evaluation import (
     sweep_own_thresholds,
     sweep_thresholds,
 )
+from rt_middleware.evaluation.metrics import rank_auc
+from rt_middleware.evaluation.sweep import common_refusal_score
 
 NAMES = ("respond", "a", "b")
 
@@ -47,6 +51,26 @@ def test_roc_hand_example_and_auc() -> None:
     assert roc.to_dict()["thresholds"][0] is None  # the +inf start is JSON-safe
     with pytest.raises(ConfigError, match="both should-refuse and should-answer"):
         roc_curve(t, ["a"] * 4, {})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    probs=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.1, 0.25, 0.5]), st.sampled_from([0.0, 0.1, 0.25, 0.5])),
+        min_size=2,
+        max_size=30,
+    ),
+    positives=st.lists(st.booleans(), min_size=30, max_size=30),
+)
+def test_rank_auc_equals_the_roc_curve_area(probs: list[tuple[float, float]], positives: list[bool]) -> None:
+    """The bootstrap-friendly Mann-Whitney AUC and the curve's trapezoid agree, ties included."""
+    labels = ["a" if p else "respond" for p in positives[: len(probs)]]
+    assume("a" in labels and "respond" in labels)
+    t = table([[1.0 - a - b, a, b] for a, b in probs])
+    score = common_refusal_score(t, {})
+    truth = np.array([label != "respond" for label in labels])
+    assert rank_auc(score, truth) == pytest.approx(roc_curve(t, labels, {}).auc)
+    assert rank_auc(score, np.zeros_like(truth)) is None
 
 
 def test_isolation_counts_only_prompts_where_the_swept_category_alone_fires() -> None:
