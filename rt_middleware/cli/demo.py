@@ -29,7 +29,7 @@ model misses some (the "expected" line shows it): a demo of the mechanism, not o
 
 TENANTS = ("default", "bank", "creative")
 TENANT_NOTES = {
-    "default": "refuses a category once its probability passes a threshold tuned on CoCoNot calibration",
+    "default": "one threshold shared by all categories, fitted to refuse <= 6.5% of CoCoNot calibration contrast prompts",
     "bank": "strict; low safety threshold, incomplete requests go to a clarifying chain",
     "creative": "permissive; only confident safety concerns are refused",
 }

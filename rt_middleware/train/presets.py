@@ -5,15 +5,15 @@ the TRAIN mix of `rt_middleware.datasets.mix` (permissive licences only, de-dupl
 EVAL set and the CoCoNot calibration split), LoRA r=16 on every linear layer plus the six decision
 rows, one pass. Calibration-split accuracy is recorded in the manifest (never the test split).
 
-Data: `build_training_mix(seed=DATA_SEED, version=data_version)`. ``v3`` (#19, the default, 5,068
-rows) is v2 plus templated benign look-alikes and questions to a business, with a TRAIN-side
-selection set held out; ``v2`` (4,796) adds to v1 question-form rewrites of the harmful AND benign
-TRAIN rows, plain harmful questions, written benign look-alikes, written Incomplete / Unsupported /
-Indeterminate / Humanizing prompts, truncated TRAIN prompts and multi-turn rows, and removes
-respond answers that open with refusal text; ``v1`` (2,656 rows) is the first shipped mix; ``v4``
-(v3 plus written imperative instructions) is an ablation run. Refusal rows train their decision
-token alone (`REFUSAL_TEXT`): the v2 model, trained on short refusal texts after each refusal
-token, wrote them after ``[respond]`` too.
+Data: `build_training_mix(seed=DATA_SEED, version=data_version)`. ``v4`` (#19, the default, 5,394
+rows) is v3 plus written harmless imperative instructions; ``v3`` (5,068) is v2 plus templated
+benign look-alikes and questions to a business, with a TRAIN-side selection set held out; ``v2``
+(4,796) adds to v1 question-form rewrites of the harmful AND benign TRAIN rows, plain harmful
+questions, written benign look-alikes, written Incomplete / Unsupported / Indeterminate /
+Humanizing prompts, truncated TRAIN prompts and multi-turn rows, and removes respond answers that
+open with refusal text; ``v1`` (2,656 rows) is the first shipped mix. Refusal rows train their
+decision token alone (`REFUSAL_TEXT`): the v2 model, trained on short refusal texts after each
+refusal token, wrote them after ``[respond]`` too.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ DEFAULT_PRESET = TrainConfig(
 )
 MAX_LENGTH = 192
 MAX_RESPONSE_TOKENS = 32
-DATA_VERSION = "v3"
+DATA_VERSION = "v4"
 DATA_SEED = 0
 """The mix's sampling seed: fixed, so ``--seed`` replicates vary only initialisation and example order and
 every run holds out the same selection set."""

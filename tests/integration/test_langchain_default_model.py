@@ -98,7 +98,7 @@ def test_a_refused_turn_does_not_poison_the_thread(router) -> None:
     in the same thread was refused too (decided on the whole history); last_turn answers it.
 
     The report's own follow-up, 'What is your refund policy?', is asked last: the v2 default model
-    refused it even alone (it read "your ..." as a Humanizing request, #19); v3 answers it. It is not a
+    refused it even alone (it read "your ..." as a Humanizing request, #19); v3 and v4 answer it. It is not a
     training row (`tests/unit/test_datasets_v3.py` checks that)."""
     from langgraph.checkpoint.memory import InMemorySaver
 

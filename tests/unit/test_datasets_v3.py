@@ -76,15 +76,16 @@ def test_v3_adds_its_sources_and_keeps_the_balance(mix: TrainingMix) -> None:
     assert len(v2.rows) == 4796  # v2 (the previous model's mix) is unchanged
 
 
-def test_the_shipped_model_was_trained_on_the_mix_the_preset_builds(mix: TrainingMix) -> None:
+def test_the_shipped_model_was_trained_on_the_mix_the_preset_builds() -> None:
     import json
     from importlib.resources import files
 
-    from rt_middleware.train.presets import DATA_VERSION, REFUSAL_TEXT
+    from rt_middleware.train.presets import DATA_SEED, DATA_VERSION, REFUSAL_TEXT
 
     shipped = json.loads((files("rt_middleware") / "data" / "default_model" / "manifest.json").read_text("utf-8"))
-    assert shipped["data_version"] == DATA_VERSION == mix.version
-    assert shipped["data_mix"] == mix.counts and shipped["data_labels"] == mix.label_counts()
+    preset = build_training_mix(seed=DATA_SEED, version=DATA_VERSION)
+    assert shipped["data_version"] == DATA_VERSION == preset.version == "v4"
+    assert shipped["data_mix"] == preset.counts and shipped["data_labels"] == preset.label_counts()
     assert shipped["refusal_text"] is REFUSAL_TEXT is False
 
 
