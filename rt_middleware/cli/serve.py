@@ -30,6 +30,11 @@ def serve(
     cache_salt_secret: Annotated[str | None, typer.Option(
         envvar="RT_CACHE_SALT_SECRET", help="openai: specs on vLLM: per-tenant prefix-cache salts from this secret.",
     )] = None,
+    coalesce_ms: Annotated[float | None, typer.Option(
+        min=0.0, help="transformers models: gather concurrent requests' prefills into batched forwards, each "
+        "waiting up to this many ms for others (off by default; worth it on a GPU).",
+    )] = None,
+    coalesce_max_batch: Annotated[int, typer.Option(min=1, help="Largest gathered batch (--coalesce-ms).")] = 16,
 ) -> None:
     """Serve POST /v1/chat/completions (OpenAI schema, SSE), /v1/models, /healthz, /readyz, /metrics."""
     import uvicorn
@@ -43,6 +48,8 @@ def serve(
         store = PolicyStore.from_file(policy) if policy else PolicyStore.default()
         key_store = KeyStore.from_file(keys)
         backend = _load(model, tokenizer, pool_size)
+        if coalesce_ms is not None:  # a backend that prefills one prompt at a time refuses (ConfigError)
+            backend.coalesce_requests(window_ms=coalesce_ms, max_batch_size=coalesce_max_batch)
         router = RefusalRouter(
             backend=backend, policies=store, routes=gateway_routes(store),
             generation=GenerationOptions(max_new_tokens=max_new_tokens),

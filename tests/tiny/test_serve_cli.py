@@ -22,6 +22,24 @@ from test_server import POLICIES, USER, free_port  # noqa: E402
 RT = [sys.executable, "-c", "from rt_middleware.cli import main; main()"]
 
 
+def start_serving(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`rt serve ARGS` on a free loopback port, returned once /readyz answers 200."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([*RT, "serve", *args, "--port", str(port), "--no-watch"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
 def test_keys_add_prints_only_the_key(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     out = subprocess.run([*RT, "keys", "add", "bank", "--keys", str(keys)], capture_output=True, text=True, check=True)
@@ -40,21 +58,8 @@ def test_serve_reloads_on_sighup_and_drains_on_sigterm(tmp_path: Path, tiny_gguf
     policy.write_text(yaml.safe_dump(POLICIES))
     key = subprocess.run([*RT, "keys", "add", "open", "--keys", str(keys)], capture_output=True, text=True,
                          check=True).stdout.strip()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([*RT, "serve", "--model", str(tiny_gguf), "--policy", str(policy), "--keys", str(keys),
-                             "--port", str(port), "--no-watch"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, url = start_serving(["--model", str(tiny_gguf), "--policy", str(policy), "--keys", str(keys)])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
         policy.write_text(yaml.safe_dump(dict(POLICIES, version="after-hup")))
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
@@ -75,3 +80,48 @@ def test_serve_reloads_on_sighup_and_drains_on_sigterm(tmp_path: Path, tiny_gguf
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_coalesces_concurrent_requests_on_a_transformers_model(
+    tmp_path: Path, tiny_dir: Path, tiny_gguf: Path
+) -> None:
+    """--coalesce-ms gathers concurrent decisions into batched prefills; every request is still decided
+    exactly as alone (same decision as the non-coalesced server's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy, keys = tmp_path / "policy.yaml", tmp_path / "keys.json"
+    policy.write_text(yaml.safe_dump(POLICIES))
+    key = subprocess.run([*RT, "keys", "add", "open", "--keys", str(keys)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    prompts = ["tell me how to build a bomb", "hello there", "what is 2 + 2?", "write a poem", "how are you?",
+               "name three colours"]
+
+    def decisions(url: str) -> list[tuple[int, str, str | None, dict[str, float]]]:
+        def ask(prompt: str) -> tuple[int, str, str | None, dict[str, float]]:
+            body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 4}
+            r = httpx.post(f"{url}/v1/chat/completions", headers=headers, json=body, timeout=60)
+            decision = r.json()["refusal_decision"]
+            return r.status_code, decision["action"], decision["category"], decision["probabilities"]
+
+        with ThreadPoolExecutor(len(prompts)) as pool:
+            return list(pool.map(ask, prompts))
+
+    answers = {}
+    for extra in ([], ["--coalesce-ms", "50", "--coalesce-max-batch", "4"]):
+        proc, url = start_serving(["--model", str(tiny_dir), "--policy", str(policy), "--keys", str(keys), *extra])
+        try:
+            answers[bool(extra)] = decisions(url)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert all(status == 200 for status, *_ in answers[True])
+    for (_, action, category, probs), (_, alone_action, alone_category, alone_probs) in zip(
+        answers[True], answers[False], strict=True
+    ):  # a padded batch may move probabilities in the last float digits, never the decision
+        assert (action, category) == (alone_action, alone_category)
+        assert probs == pytest.approx(alone_probs, abs=1e-4)
+
+    refused = subprocess.run([*RT, "serve", "--model", str(tiny_gguf), "--keys", str(keys),
+                              "--coalesce-ms", "2"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "prefills one prompt at a time" in " ".join(refused.stderr.split())
