@@ -97,6 +97,8 @@ def train_command(
                 raise ConfigError(f"unknown --data-version {data_version!r}; use one of {', '.join(MIX_VERSIONS)}")
             if not lora:
                 raise ConfigError("--preset default ships a LoRA artifact; drop --full")
+            if schema != "coconot":
+                raise ConfigError("--preset default trains the CoCoNot decision tokens; drop --schema")
             recipe = {
                 "lr": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
                 "warmup_ratio": warmup_ratio, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed,

@@ -125,3 +125,5 @@ def test_preset_takes_recipe_options_and_keeps_its_mix(tmp_path: Path) -> None:
     assert manifest["data_seed"] == DATA_SEED and manifest["data_version"] == DATA_VERSION
     full = CliRunner().invoke(app, ["train", "--preset", "default", "--full", "--out", str(out)])
     assert full.exit_code == 2 and "drop --full" in full.output
+    single = CliRunner().invoke(app, ["train", "--preset", "default", "--schema", "single", "--out", str(out)])
+    assert single.exit_code == 2 and "drop --schema" in single.output
