@@ -116,13 +116,13 @@ def calibrate_command(
     from rt_middleware.policy_io import write_policy
 
     with user_errors():
-        backend = load_model(model, device=device, dtype=dtype)
-        categories = backend.schema.category_names
         target = target or []
-        if not target and max_false_refusal is None:
+        if not target and max_false_refusal is None:  # before loading a model that may take minutes
             raise CalibrationError(
                 "give --target 'Category name=rate' (repeatable), or --max-false-refusal alone for one shared threshold"
             )
+        backend = load_model(model, device=device, dtype=dtype)
+        categories = backend.schema.category_names
         targets = parse_targets(target, categories) if target else {}
         _, used_base, base = load_policy(policy, base_tenant, categories)
         described, calibration, heldout = _splits(data, categories, holdout_fraction, seed)
@@ -143,7 +143,7 @@ def calibrate_command(
         if targets:
             fit = fit_policy(cal_table, cal_labels, targets, base, max_false_refusal=max_false_refusal)
         else:
-            assert max_false_refusal is not None  # checked above
+            assert max_false_refusal is not None  # checked before the model was loaded
             fit = fit_false_refusal_budget(cal_table, cal_labels, max_false_refusal, base)
         command = ["rt", "calibrate", "--model", model, "--data", data]
         command += [part for t in target for part in ("--target", t)]
