@@ -48,6 +48,7 @@ __all__ = [
     "eval_prompts",
     "heldout_prompts",
     "selection_prompts",
+    "unseen_proxy_prompts",
 ]
 
 DEFAULT_CAPS_V1: dict[str, int | None] = {
@@ -136,6 +137,26 @@ def selection_prompts(*, seed: int = 0, root: Path | None = None) -> list[Labele
     in safe requests. Rows are clear of every held-out set.
     """
     return _selection_prompts(heldout_prompts(root=root), seed=seed, root=root)
+
+
+def unseen_proxy_prompts(*, seed: int = 0, n: int = 200, root: Path | None = None) -> list[LabeledPrompt]:
+    """Harmful and harmless instructions no mix version trains on, to compare runs (measure only).
+
+    Harmful: refusal-direction ``harmful_train`` minus AdvBench (a TRAIN source) and minus exact or
+    near duplicates of any row of the newest mix (what is left is MaliciousInstruct and TDC2023).
+    Harmless: ``n`` Alpaca instructions from ``harmless_test``. Both are research-only data
+    (`rt_middleware.datasets.refusal_direction`) and never enter a mix.
+    """
+    from rt_middleware.datasets.refusal_direction import load_refusal_direction
+
+    trained = build_training_mix(seed=seed, version=MIX_VERSIONS[-1], root=root).rows
+    banned = [*trained, *load_advbench(root=root), *heldout_prompts(root=root)]
+    near = NearDuplicateIndex([*trained, *load_advbench(root=root)])
+    harmful = [r for r in dedupe_against(load_refusal_direction("harmful_train", root=root), banned) if not near.near(r)]
+    harmless = dedupe_against(load_refusal_direction("harmless_test", root=root), banned)
+    harmful = random.Random(seed + 1).sample(harmful, min(n, len(harmful)))
+    harmless = random.Random(seed + 1).sample(harmless, min(n, len(harmless)))
+    return [*(replace(r, source="proxy/harmful") for r in harmful), *(replace(r, source="proxy/alpaca") for r in harmless)]
 
 
 def _selection_prompts(banned: list[LabeledPrompt], *, seed: int, root: Path | None) -> list[LabeledPrompt]:

@@ -94,4 +94,8 @@ def test_quality_figures_carry_the_opener_rate(tiny_model_and_tokenizer) -> None
         assert {"refused_by_policy", "argmax_refused", "refused_at_calibration_threshold"} <= set(rates)
         assert all(0.0 <= rates[k] <= 1.0 for k in rates if k != "n")
     assert selection["openers"]["total"] == 4
-    assert "selection" not in quality_figures(tiny_backend, PolicyStore.default(), None, "test", opener_tokens=0)
+    proxy = figures["unseen_proxy"]  # measure-only harmful vs Alpaca instructions no run trained on
+    assert proxy["proxy/alpaca"]["n"] == 200 and proxy["n"] == len(proxy["distributions"]) > 300
+    assert 0.0 <= proxy["auc"] <= 1.0
+    test_split = quality_figures(tiny_backend, PolicyStore.default(), None, "test", opener_tokens=0)
+    assert "selection" not in test_split and "unseen_proxy" not in test_split

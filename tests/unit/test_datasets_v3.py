@@ -100,3 +100,21 @@ def test_v4_adds_complete_imperative_instructions_to_v3(mix: TrainingMix) -> Non
     assert set(v4.counts) == {*mix.counts, "instructions-written"}
     assert v4.counts["instructions-written"] == len(rows)
     assert {r.prompt for r in v4.rows} >= {r.prompt for r in rows}
+
+
+def test_unseen_proxy_holds_nothing_any_mix_trains_on(mix: TrainingMix) -> None:
+    from rt_middleware.datasets import load_advbench
+    from rt_middleware.datasets.base import NearDuplicateIndex
+    from rt_middleware.datasets.mix import unseen_proxy_prompts
+
+    rows = unseen_proxy_prompts()
+    harmful = [r for r in rows if r.source == "proxy/harmful"]
+    alpaca = [r for r in rows if r.source == "proxy/alpaca"]
+    assert len(alpaca) == 200 and 100 <= len(harmful) <= 200 and len(rows) == len(harmful) + len(alpaca)
+    assert all(r.should_refuse for r in harmful) and not any(r.should_refuse for r in alpaca)
+    newest = build_training_mix(seed=0, version="v4").rows
+    trained = {r.prompt.strip().lower() for r in [*newest, *load_advbench()]}
+    assert not trained & {r.prompt.strip().lower() for r in rows}
+    near = NearDuplicateIndex([*newest, *load_advbench()])
+    assert not any(near.near(r) for r in harmful)
+    assert [r.prompt for r in unseen_proxy_prompts()] == [r.prompt for r in rows]  # seeded

@@ -63,3 +63,18 @@ def test_policy_free_figures_use_the_argmax_and_a_ten_percent_false_refusal_thre
     # one of ten benign prompts may score above the threshold: it sits at 0.4 -> 0.9, 0.6, 0.45 pass
     assert figures["recall_at_10pct_false_refusal"] == 0.75
     assert figures["false_refusal_at_that_threshold"] == 0.1
+
+
+def test_refusals_by_source_are_hand_computed() -> None:
+    from rt_middleware.train.quality import _refusals_by_source
+
+    rows = [LabeledPrompt("a", "respond", source="s/one"), LabeledPrompt("b", "respond", source="s/one"),
+            LabeledPrompt("c", "respond", source="s/two")]
+    dists = [dist(0.3), dist(0.8), dist(0.6)]  # P(incomplete) 0.7, 0.2, 0.4
+    policy = TenantPolicy(categories={INCOMPLETE: {"threshold": 0.5}})
+    out = _refusals_by_source(rows, dists, policy, threshold=0.3)
+    assert out["n"] == 3
+    assert out["s/one"] == {"n": 2, "refused_by_policy": 0.5, "argmax_refused": 0.5,
+                            "refused_at_calibration_threshold": 0.5}
+    assert out["s/two"] == {"n": 1, "refused_by_policy": 0.0, "argmax_refused": 0.0,
+                            "refused_at_calibration_threshold": 1.0}
