@@ -4,6 +4,7 @@ TRAIN-side selection set that no training row may come from."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,16 @@ def test_unseen_proxy_holds_nothing_any_mix_trains_on(mix: TrainingMix) -> None:
     near = NearDuplicateIndex([*newest, *load_advbench()])
     assert not any(near.near(r) for r in harmful)
     assert [r.prompt for r in unseen_proxy_prompts()] == [r.prompt for r in rows]  # seeded
+
+
+def test_refusal_direction_loader_labels_and_errors(tmp_path: Path) -> None:
+    from rt_middleware.datasets import DatasetError
+    from rt_middleware.datasets.refusal_direction import load_refusal_direction
+
+    harmful, harmless = load_refusal_direction("harmful_train"), load_refusal_direction("harmless_test")
+    assert len(harmful) == 260 and all(r.should_refuse for r in harmful)
+    assert len(harmless) > 6000 and not any(r.should_refuse for r in harmless)
+    with pytest.raises(DatasetError, match="unknown refusal-direction file 'harmful'"):
+        load_refusal_direction("harmful")  # type: ignore[arg-type]
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_refusal_direction("harmful_val", root=tmp_path)
