@@ -80,8 +80,17 @@ def train_command(
 ) -> None:
     """Add decision tokens, fine-tune, and write the model (and, for LoRA, the compact artifact)."""
     from rt_middleware.errors import ConfigError
-    from rt_middleware.train.trainer import TrainConfig
 
+    # only what the user gave: the rest comes from the preset, or from TrainConfig / run_training defaults
+    given = {
+        "lr": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
+        "warmup_ratio": warmup_ratio, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed,
+        "checkpoint_every": checkpoint_every, "max_steps": max_steps, "first_token_weight": first_token_weight,
+    }
+    recipe = {k: v for k, v in given.items() if v is not None}
+    lengths = {
+        k: v for k, v in {"max_length": max_length, "max_response_tokens": max_response_tokens}.items() if v is not None
+    }
     with user_errors():
         method: Literal["lora", "full"] = "lora" if lora else "full"
         if dtype not in DTYPES:
@@ -99,32 +108,18 @@ def train_command(
                 raise ConfigError("--preset default ships a LoRA artifact; drop --full")
             if schema != "coconot":
                 raise ConfigError("--preset default trains the CoCoNot decision tokens; drop --schema")
-            recipe = {
-                "lr": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
-                "warmup_ratio": warmup_ratio, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed,
-                "checkpoint_every": checkpoint_every, "max_steps": max_steps, "first_token_weight": first_token_weight,
-            }
             manifest = _train_preset(
                 out, resume=resume, install=install, device=device, dtype=dtype, data_version=data_version,
-                refusal_text=refusal_text, max_length=max_length, max_response_tokens=max_response_tokens,
-                recipe={k: v for k, v in recipe.items() if v is not None},
+                refusal_text=refusal_text, lengths=lengths, recipe=recipe,
             )
         else:
             if model is None or data is None:
                 raise ConfigError("give --preset default, or both --model HF_DIR and --data FILE.jsonl")
             if data_version is not None:
                 raise ConfigError("--data-version picks the --preset default mix; with --data, drop it")
-            config = TrainConfig(
-                method=method, lr=lr or (1e-3 if lora else 1e-4), epochs=epochs or 1.0, max_steps=max_steps,
-                batch_size=batch_size or 8, grad_accum=grad_accum or 1,
-                warmup_ratio=0.05 if warmup_ratio is None else warmup_ratio, lora_r=lora_r or 16,
-                lora_alpha=lora_alpha or 32, seed=seed or 0, checkpoint_every=checkpoint_every or 50, device=device,
-                dtype=dtype,  # type: ignore[arg-type]  # checked against DTYPES above
-                first_token_weight=1.0 if first_token_weight is None else first_token_weight,
-            )
+            config = _config({"lr": 1e-3 if lora else 1e-4, **recipe, "method": method, "device": device, "dtype": dtype})
             manifest = _train_any(
-                model, data, out, config, schema=schema, max_length=max_length or 256,
-                max_response_tokens=max_response_tokens or 48, resume=resume,
+                model, data, out, config, schema=schema, lengths=lengths, resume=resume,
                 refusal_text=True if refusal_text is None else refusal_text,
             )
     metrics = manifest.get("metrics", {})
@@ -137,27 +132,37 @@ def train_command(
         console.print(f"held-out decision accuracy: {metrics['held_out']}", highlight=False)
 
 
+def _config(fields: dict[str, object]) -> TrainConfig:
+    """A validated TrainConfig; an out-of-range option (``--lr 0``) is a ConfigError naming it."""
+    from pydantic import ValidationError
+
+    from rt_middleware.errors import ConfigError
+    from rt_middleware.train.trainer import TrainConfig
+
+    try:
+        return TrainConfig(**fields)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).replace("_", "-") if first["loc"] else "option"
+        raise ConfigError(f"--{name} {first.get('input')!r}: {first['msg']}") from None
+
+
 def _train_preset(
     out: Path, *, resume: bool, install: bool, device: str, dtype: str, data_version: str | None,
-    refusal_text: bool | None, max_length: int | None, max_response_tokens: int | None, recipe: dict[str, object],
+    refusal_text: bool | None, lengths: dict[str, int], recipe: dict[str, object],
 ) -> dict:
     """The preset's recipe with the options the user gave on top (an ablation run is one flag away)."""
     from rt_middleware.train.presets import (
         DATA_VERSION,
         DEFAULT_PRESET,
-        MAX_LENGTH,
-        MAX_RESPONSE_TOKENS,
         REFUSAL_TEXT,
         install_artifact,
         train_default,
     )
-    from rt_middleware.train.trainer import TrainConfig
-
-    config = TrainConfig(**{**DEFAULT_PRESET.model_dump(), **recipe, "device": device, "dtype": dtype})
+    config = _config({**DEFAULT_PRESET.model_dump(), **recipe, "device": device, "dtype": dtype})
     manifest = train_default(
         out, config=config, data_version=data_version or DATA_VERSION,
-        refusal_text=REFUSAL_TEXT if refusal_text is None else refusal_text, resume=resume,
-        max_length=max_length or MAX_LENGTH, max_response_tokens=max_response_tokens or MAX_RESPONSE_TOKENS,
+        refusal_text=REFUSAL_TEXT if refusal_text is None else refusal_text, resume=resume, **lengths,
     )
     if install:
         from importlib.resources import files
@@ -169,8 +174,8 @@ def _train_preset(
 
 
 def _train_any(
-    model_dir: Path, data: Path, out: Path, config: TrainConfig, *, schema: str, max_length: int,
-    max_response_tokens: int, resume: bool, refusal_text: bool,
+    model_dir: Path, data: Path, out: Path, config: TrainConfig, *, schema: str, lengths: dict[str, int],
+    resume: bool, refusal_text: bool,
 ) -> dict:
     from rt_middleware._extras import require
     from rt_middleware.errors import ConfigError
@@ -195,6 +200,6 @@ def _train_any(
     lm = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, storage))
     return run_training(
         lm, tokenizer, token_schema, records, config, out,
-        max_length=max_length, max_response_tokens=max_response_tokens, refusal_text=refusal_text,
-        resume=resume, manifest_extra={"base": str(model_dir), "data": str(data)},
+        refusal_text=refusal_text, resume=resume, manifest_extra={"base": str(model_dir), "data": str(data)},
+        **lengths,
     )

@@ -255,3 +255,5 @@ def test_cli_trains_any_model_directory(tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "unknown --data-version 'v9'" in unknown.output
     mixed = CliRunner().invoke(app, [*args, "--data-version", "v3"])
     assert mixed.exit_code == 2 and "--data-version picks the --preset default mix" in mixed.output
+    zero_lr = CliRunner().invoke(app, [*args, "--lr", "0"])
+    assert zero_lr.exit_code == 2 and "--lr 0.0: Input should be greater than 0" in zero_lr.output
