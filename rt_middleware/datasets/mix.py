@@ -149,9 +149,9 @@ def unseen_proxy_prompts(*, seed: int = 0, n: int = 200, root: Path | None = Non
     """
     from rt_middleware.datasets.refusal_direction import load_refusal_direction
 
-    trained = build_training_mix(seed=seed, version=MIX_VERSIONS[-1], root=root).rows
-    banned = [*trained, *load_advbench(root=root), *heldout_prompts(root=root)]
-    near = NearDuplicateIndex([*trained, *load_advbench(root=root)])
+    trained = [*build_training_mix(seed=seed, version=MIX_VERSIONS[-1], root=root).rows, *load_advbench(root=root)]
+    banned = [*trained, *heldout_prompts(root=root)]
+    near = NearDuplicateIndex(trained)
     harmful = [r for r in dedupe_against(load_refusal_direction("harmful_train", root=root), banned) if not near.near(r)]
     harmless = dedupe_against(load_refusal_direction("harmless_test", root=root), banned)
     harmful = random.Random(seed + 1).sample(harmful, min(n, len(harmful)))
