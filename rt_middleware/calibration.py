@@ -237,8 +237,8 @@ def fit_policy(
     base = base or TenantPolicy()
     arr = np.asarray(labels)
     _check_inputs(table, arr, targets, base)
-    if max_false_refusal is not None and not 0.0 <= max_false_refusal <= 1.0:
-        raise CalibrationError(f"--max-false-refusal must be within [0, 1], got {max_false_refusal}")
+    if max_false_refusal is not None:
+        _check_false_refusal_limit(max_false_refusal)
     base_rules = rules_of(base, table.categories)
     counts = {c: int((arr == c).sum()) for c in targets}
 
@@ -310,6 +310,11 @@ def _blame(table: ProbabilityTable, labels: np.ndarray, rules: Mapping[str, Rule
     )
 
 
+def _check_false_refusal_limit(limit: float) -> None:
+    if not 0.0 <= limit <= 1.0:  # NaN fails too
+        raise CalibrationError(f"--max-false-refusal must be within [0, 1], got {limit}")
+
+
 def _false_refusals(
     table: ProbabilityTable, labels: np.ndarray, policy: TenantPolicy, limit: float | None
 ) -> Rate | None:
@@ -351,8 +356,7 @@ def fit_false_refusal_budget(
     arr = np.asarray(labels)
     if len(table) != arr.size:
         raise ValueError(f"{len(table)} distributions but {arr.size} labels")
-    if not 0.0 <= max_false_refusal <= 1.0 or math.isnan(max_false_refusal):
-        raise CalibrationError(f"--max-false-refusal must be within [0, 1], got {max_false_refusal}")
+    _check_false_refusal_limit(max_false_refusal)
     benign_mask = arr == RESPOND
     if not benign_mask.any():
         raise CalibrationError(
