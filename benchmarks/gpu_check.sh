@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one device call a GPU session makes for issue #16 (items 4 and 5). NOT RUN YET: the session
-# that wrote it had no GPU. Everything it runs was run on CPU (--device cpu) in CI or by hand.
+# The one device call a GPU session makes for issue #16 (items 4 and 5). First run 2026-11-27 on one H200
+# (exit 0, 129 s); its figures and what it found are in the README's Benchmarks > GPU section.
 #
 # What it does, in about 3-5 minutes on one H100/H200 (budget: 15 minutes of device time in all):
 #   1. bench_gpu --check on the tiny shape in bf16 on cuda (answers and decision probabilities
@@ -20,7 +20,8 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 #     transformers==5.24.0 langchain-core==1.8.3 langchain-protocol langsmith==0.15.1 jsonpatch jsonpointer \
 #     tenacity uuid-utils pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection orjson \
-#     httpx2 requests-toolbelt zstandard distro websockets sniffio
+#     httpx2 httpcore2 truststore idna certifi requests-toolbelt zstandard distro websockets sniffio gguf typing-extensions
+#   (24 MB; the versions in this project's own environment: `pip list` gives them)
 #   (check each wheel's Requires-Dist with `unzip -p .whl/NAME-*.whl '*/METADATA' | grep ^Requires-Dist`
 #   against the image's package list in the device README's KINDS.md; keep one version of each.)
 # Then one call: run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)

@@ -14,9 +14,11 @@ be interrupted: the layers between two checkpoints (a quarter of the model), and
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,11 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["HFBackend", "resolve_hf_tokens"]
+
+logger = logging.getLogger(__name__)
+
+_GENERATION_THREADS = 64
+"""Continuations one backend generates at once; more wait for a free generation thread."""
 
 _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
                 "float16": "float16", "fp16": "float16", "half": "float16", "float64": "float64",
@@ -103,6 +110,13 @@ class HFBackend(BaseBackend):
 
     Construction registers a forward pre-hook on up to 4 decoder layers of `model` (once per
     model; a no-op outside a request with a deadline): that is how deadlines interrupt a forward.
+
+    On CUDA, construction also turns PyTorch's cuDNN attention off, process-wide (torch has no
+    per-call switch), unless `cudnn_attention=True`: cuDNN attention builds a graph for every new
+    shape and caches it per thread, so decoding, whose key length grows each token, in a
+    generation thread per request, rebuilt a graph every token (46 ms per token on an H200, the
+    respond path 2.9x slower than plain `generate` on a Llama-3-8B shape; issue #16's GPU check).
+    Flash and memory-efficient attention need no build and serve the same calls.
     """
 
     def __init__(
@@ -115,6 +129,7 @@ class HFBackend(BaseBackend):
         max_context: int | None = None,
         model_name: str | None = None,
         timeout: float | None = None,
+        cudnn_attention: bool = False,
     ) -> None:
         self._torch = require("torch", extra="hf", feature="HFBackend")
         require("transformers", extra="hf", feature="HFBackend")
@@ -142,7 +157,11 @@ class HFBackend(BaseBackend):
         self._pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self._eos_ids = self._eos_token_ids()
         self._row_caches = _plain_dynamic_cache(model.config)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         _hf_generation.install_deadline_hooks(model)
+        if not cudnn_attention:
+            _avoid_cudnn_attention(self._torch, model)
 
     @classmethod
     def from_pretrained(
@@ -345,6 +364,15 @@ class HFBackend(BaseBackend):
 
         return StoppingCriteriaList([interrupt])
 
+    def _generation_pool(self) -> ThreadPoolExecutor:
+        """Long-lived generation threads, reused across requests: CUDA libraries keep per-thread
+        state (cuBLAS handles and workspaces, cuDNN graphs) that a thread per request rebuilt for
+        every answer. Streams beyond `_GENERATION_THREADS` at once wait for a free thread."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_GENERATION_THREADS, thread_name_prefix="rt-hf-generate")
+            return self._pool
+
     def _run_generate(self, kwargs: dict[str, Any], streamer: Any, deadline: float | None) -> None:
         try:
             with deadline_scope(deadline), self._torch.inference_mode():
@@ -367,10 +395,7 @@ class HFBackend(BaseBackend):
         streamer = self._gen.TokenStreamer(self.tokenizer, self._eos_ids, self.encoder.decoding_backend)
         with self._errors("transformers generation failed"):
             kwargs = self._generate_kwargs(ids, cache, limit, options, interrupt, streamer)
-        worker = threading.Thread(
-            target=self._run_generate, args=(kwargs, streamer, deadline), name="rt-hf-generate", daemon=True
-        )
-        worker.start()
+        job = self._generation_pool().submit(self._run_generate, kwargs, streamer, deadline)
         try:
             with fail_closed("transformers generation failed"):  # no inference_mode across yields
                 for text in streamer:
@@ -378,13 +403,25 @@ class HFBackend(BaseBackend):
                         yield text
         finally:  # a consumer that stops early (stop string, closed stream) ends generation too
             interrupt.cancelled.set()
-            worker.join()
+            if not job.cancel():  # still queued: it never runs
+                job.result()
         if interrupt.timed_out:
             raise BackendTimeoutError(
                 f"generation ran past its deadline ({options.timeout} s) after {streamer.n_tokens} tokens"
             )
         reason: FinishReason = "stop" if streamer.ended_on_eos or streamer.n_tokens < limit else at_limit
         return reason
+
+
+def _avoid_cudnn_attention(torch: Any, model: Any) -> bool:
+    """Turn cuDNN scaled-dot-product attention off when `model` has weights on CUDA (see
+    `HFBackend`); True when this call turned it off."""
+    if not any(p.device.type == "cuda" for p in model.parameters()) or not torch.backends.cuda.cudnn_sdp_enabled():
+        return False
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    logger.info("turned PyTorch's cuDNN attention off (process-wide): it rebuilds a graph per decoding step; "
+                "flash / memory-efficient attention serve instead (HFBackend(cudnn_attention=True) keeps it)")
+    return True
 
 
 def _plain_dynamic_cache(config: Any) -> bool:

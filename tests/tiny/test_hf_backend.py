@@ -409,15 +409,47 @@ def test_end_of_turn_finishes_with_stop() -> None:
 
 
 def test_abandoned_stream_ends_generation(talkative) -> None:
+    import time
+
+    backend = talkative[2]
+    forwards: list[int] = []
+    hook = backend.model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        stream = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=200))
+        first = next(stream)
+        assert first
+        stream.close()  # what a disconnected client does
+        after_close = len(forwards)
+        time.sleep(0.3)
+        assert len(forwards) == after_close < 200  # generation stopped before close returned
+    finally:
+        hook.remove()
+    assert stream.finish_reason is None
+
+
+def test_generation_threads_are_reused(talkative) -> None:
+    """CUDA libraries keep per-thread state; a new thread per answer rebuilt it every request."""
     import threading
 
     backend = talkative[2]
-    stream = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=200))
-    first = next(stream)
-    assert first
-    stream.close()  # what a disconnected client does
-    assert not [t for t in threading.enumerate() if t.name == "rt-hf-generate"]
-    assert stream.finish_reason is None
+    prefills = [backend.prefill("hello world") for _ in range(3)]  # the decisions run in this thread
+    threads: set[str] = set()
+    hook = backend.model.register_forward_hook(lambda *_: threads.add(threading.current_thread().name))
+    try:
+        for prefill in prefills:
+            text = "".join(backend.stream(prefill, options=GenerationOptions(max_new_tokens=4)))
+            assert text
+    finally:
+        hook.remove()
+    assert len(threads) == 1 and next(iter(threads)).startswith("rt-hf-generate"), threads
+
+
+def test_cpu_backend_leaves_cudnn_attention_switch_alone(talkative) -> None:
+    import torch
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    HFBackend(talkative[0], talkative[1])
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
 def test_async_stream_reports_finish_reason(talkative) -> None:
