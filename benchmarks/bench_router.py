@@ -16,7 +16,7 @@ The paths run interleaved, round by round, so load on a shared machine hits them
 thread) and prints the N functions with the most own time in each, to find what the router adds.
 
 Usage: python benchmarks/bench_router.py [--model default|HF_DIR|file.gguf] [--tokens 32] [--repeats 5]
-           [--profile 25]
+           [--profile 25] [--threads 1]
 """
 
 from __future__ import annotations
@@ -34,7 +34,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N own-time entries")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared, loaded machine more threads spin and stall)")
     args = parser.parse_args()
+    try:
+        import torch
+    except ImportError:  # a GGUF model needs no torch
+        pass
+    else:
+        torch.set_num_threads(args.threads)
 
     from rt_middleware import PolicyStore, RefusalRouter
     from rt_middleware.backends import GenerationOptions
