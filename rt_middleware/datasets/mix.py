@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_CAPS_V1",
     "DEFAULT_CAPS_V3",
     "DEFAULT_CAPS_V4",
+    "DEFAULT_CAPS_V5",
     "MIX_VERSIONS",
     "TrainingMix",
     "build_training_mix",
@@ -99,10 +100,17 @@ DEFAULT_CAPS_V4: dict[str, int | None] = {**DEFAULT_CAPS_V3, "instructions-writt
 """The v4 mix: v3 plus ~330 complete, harmless imperative instructions ("List five uses for an old
 glass jar."): v3 read many plain imperatives as Incomplete or harmful."""
 
-_CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3, "v4": DEFAULT_CAPS_V4}
+DEFAULT_CAPS_V5: dict[str, int | None] = {**DEFAULT_CAPS_V4, "answerable-written": None}
+"""The v5 mix: v4 plus ~360 answerable questions shaped like the refusal categories (objective
+superlatives and facts, the user's own feelings and plans, recommendations): v4 read "What is the
+longest river in the world?" as Indeterminate and "I broke up with my girlfriend ... suggestions?"
+as Humanizing."""
+
+_CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3, "v4": DEFAULT_CAPS_V4,
+         "v5": DEFAULT_CAPS_V5}
 MIX_VERSIONS = tuple(_CAPS)
 """Every mix `build_training_mix` builds, oldest first."""
-_HOLDS_OUT_SELECTION = frozenset({"v3", "v4"})
+_HOLDS_OUT_SELECTION = frozenset({"v3", "v4", "v5"})
 
 _HARMFUL_TRAIN = ("advbench", "harmbench-val", "jailbreakbench", "strongreject")
 _BENIGN_TRAIN = ("coconot-pref", "coconot-contrast", "self-instruct", "ultrachat")
@@ -221,6 +229,7 @@ def _train_sources(
         "lookalikes-templated": synthetic.lookalike_template_prompts,
         "service-questions": synthetic.service_prompts,
         "instructions-written": lambda: synthetic.instruction_prompts(400, seed=seed),
+        "answerable-written": lambda: synthetic.answerable_prompts(450, seed=seed),
         "incomplete-written": lambda: synthetic.incomplete_prompts(200, seed=seed),
         "incomplete-truncated": lambda: synthetic.truncated_prompts(clean(*_BENIGN_TRAIN), 1000, seed=seed),
         "humanizing-written": lambda: synthetic.humanizing_prompts(250, seed=seed),
@@ -268,7 +277,7 @@ def build_training_mix(
     exact rule only, so ``version="v1"`` reproduces the first shipped mix.
 
     `version` picks the default caps (one of `MIX_VERSIONS`: ``v1`` the first shipped mix, ``v2`` to
-    ``v4`` #19; v3 and v4 also keep `selection_prompts` out); `caps` overrides them. `clean_answers`
+    ``v5`` #19; v3 to v5 also keep `selection_prompts` out); `caps` overrides them. `clean_answers`
     (default: True for every version but v1, so v1 stays the first shipped mix) removes respond
     answers that open like a refusal
     (`rt_middleware.refusal_text.opens_with_refusal`): they would teach "[respond] I'm sorry...".

@@ -23,6 +23,7 @@ __all__ = [
     "INCOMPLETE",
     "INDETERMINATE",
     "UNSUPPORTED",
+    "answerable_prompts",
     "gibberish_prompts",
     "humanizing_prompts",
     "incomplete_prompts",
@@ -978,3 +979,86 @@ def instruction_prompts(n: int = 400, *, seed: int = 0) -> list[LabeledPrompt]:
     for kind, templates in _IMPERATIVES.items():
         rows.extend(_sample(_rows(_fill(templates, **slots), "respond", "instructions-written", kind), per_kind, rng))
     return _sample(rows, n, rng)
+
+
+# --- v5 (#19): answerable questions shaped like the refusal categories -------------------------------
+# The written Indeterminate rows are superlatives and comparisons of taste ("What is the best pizza
+# topping?") and the Humanizing rows speak of feelings and relatives, so a model trained on them read
+# objective superlatives ("What is the longest river?"), plain facts and a user's request for advice
+# about their own life as refusals (seen on the held-out TRAIN selection set). These say otherwise:
+# facts with one answer, the user's own feelings and plans, and recommendations for the user.
+
+_FACT_LINES = (
+    "What is the largest ocean on Earth?", "What is the tallest animal?", "What is the fastest land animal?",
+    "Which planet is closest to the sun?", "What is the biggest planet in our solar system?",
+    "What is the smallest continent?", "What is the largest desert in the world?", "Which is the coldest continent?",
+    "What is the deepest lake in the world?", "Which country has the largest population?",
+    "What is the hardest natural substance?", "What is the most common gas in the air we breathe?",
+    "What is the largest organ of the human body?", "Which bone is the longest in the human body?",
+    "What is the chemical symbol for gold?", "What is the freezing point of water in Fahrenheit?",
+    "Which is heavier, a kilogram of iron or a kilogram of cotton?", "Is a tomato a fruit or a vegetable?",
+    "Is the moon bigger than the Earth?", "Which is closer to us, the moon or the sun?",
+    "Do penguins live at the North Pole?", "Is a whale a fish or a mammal?", "How many legs does a spider have?",
+    "How many bones are in the adult human body?", "How many players are on a football team on the pitch?",
+    "How many sides does a hexagon have?", "How many continents are there?", "How many strings does a violin have?",
+    "What colour do you get when you mix blue and yellow?", "Why is the sky blue?", "Why do leaves change colour in autumn?",
+    "What causes the tides?", "Why do we have seasons?", "How far is the moon from the Earth?",
+    "How long does it take light from the sun to reach Earth?", "What is the speed of sound in air?",
+    "Who painted the Mona Lisa?", "Who wrote Pride and Prejudice?", "Who discovered penicillin?",
+    "Who was the first person to walk on the moon?", "Who invented the telephone?", "Who composed the Four Seasons?",
+    "When did the Second World War end?", "In what year did the Berlin Wall fall?", "When was the printing press invented?",
+    "What language is spoken in Brazil?", "What currency is used in Japan?", "Which river flows through Cairo?",
+    "What is the square root of 144?", "What is 15% of 200?", "Is 97 a prime number?", "What is 12 times 12?",
+    "How many minutes are in a day?", "How many centimetres are in a metre?", "How many days are in a leap year?",
+    "What does DNA stand for?", "What does a thermometer measure?", "What is the main ingredient of guacamole?",
+    "What do bees make?", "Where do kangaroos live in the wild?", "What do pandas eat?", "How long do elephants live?",
+    "What is the boiling point of water at sea level?", "Which vitamin do we get from sunlight?",
+    "What is the largest country by area?", "What is the longest bone in a cat?", "Which ocean is the Titanic in?",
+)
+_CAPITALS = ("France", "Japan", "Kenya", "Canada", "Australia", "Peru", "Norway", "Egypt", "Vietnam", "Chile",
+             "Portugal", "Thailand", "Ghana", "Poland", "Argentina", "Ireland")
+_FACT_TEMPLATES = {
+    "facts with one answer": (
+        "What is the capital of {country}?", "what's the capital city of {country}", "Which continent is {country} in?",
+        "What is the population of {country}, roughly?", "What is the official language of {country}?",
+    ),
+}
+_FEELING_EVENTS = ("my exam next week", "my new job", "moving to a new city", "my sister's wedding", "a job interview",
+                   "starting university", "my driving test", "a presentation at work", "my first marathon",
+                   "meeting my partner's parents")
+_OWN_TROUBLES = ("my best friend moved away", "my dog died", "I lost my job", "my parents are divorcing",
+                 "I failed my exam", "my girlfriend left me", "I moved to a new country", "my grandmother is ill")
+_ADVICE_TEMPLATES = {
+    "advice for the user's own life": (
+        "I feel {feeling} about {event}. Any advice?", "I'm really {feeling} about {event}. How can I prepare?",
+        "I've been feeling {feeling} since {trouble}. What can I do to feel better?",
+        "{trouble} and I feel {feeling}. Can you give me some suggestions?",
+        "How can I support my {relative} when they feel {feeling}?",
+        "What are good ways to cope with feeling {feeling}?", "how do i stop feeling so {feeling} all the time",
+    ),
+}
+_SUGGESTIONS = ("a movie to watch this weekend", "a book for a long flight", "a board game for four players",
+                "a podcast about history", "a recipe for a quick dinner", "a hobby I can do at home",
+                "a gift for my mother's birthday", "a song to learn on guitar", "a plant for a dark room",
+                "a name for my new puppy", "a day trip from London", "a workout for beginners")
+_RECOMMENDATION_TEMPLATES = {
+    "recommendations for the user": (
+        "Recommend {suggestion} and explain why.", "Can you suggest {suggestion}?", "I need {suggestion}. Any ideas?",
+        "What would you recommend as {suggestion}?", "Please recommend {suggestion} for me.",
+    ),
+}
+
+
+def answerable_prompts(n: int = 450, *, seed: int = 0) -> list[LabeledPrompt]:
+    """Answerable questions shaped like the refusal categories (label respond, no written answer)."""
+    rng = random.Random(f"{seed}:answerable")
+    facts = _rows([*_FACT_LINES, *_fill(_FACT_TEMPLATES["facts with one answer"], country=_CAPITALS)],
+                  "respond", "answerable-written", "facts with one answer")
+    advice = _rows(_fill(_ADVICE_TEMPLATES["advice for the user's own life"], feeling=_FEELINGS,
+                         event=_FEELING_EVENTS, trouble=_OWN_TROUBLES, relative=_RELATIVES),
+                   "respond", "answerable-written", "advice for the user's own life")
+    suggestions = _rows(_fill(_RECOMMENDATION_TEMPLATES["recommendations for the user"], suggestion=_SUGGESTIONS),
+                        "respond", "answerable-written", "recommendations for the user")
+    third = n // 3
+    return _sample([*_sample(facts, third + n % 3, rng), *_sample(advice, third, rng), *_sample(suggestions, third, rng)],
+                   n, rng)

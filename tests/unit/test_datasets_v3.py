@@ -103,6 +103,24 @@ def test_v4_adds_complete_imperative_instructions_to_v3(mix: TrainingMix) -> Non
     assert {r.prompt for r in v4.rows} >= {r.prompt for r in rows}
 
 
+def test_v5_adds_answerable_questions_shaped_like_refusals_to_v4() -> None:
+    from rt_middleware.datasets.synthetic import answerable_prompts
+
+    rows = answerable_prompts(450, seed=0)
+    assert 300 <= len(rows) <= 450 and len({row.prompt for row in rows}) == len(rows)
+    assert all(row.label == "respond" and "{" not in row.prompt for row in rows)
+    kinds = Counter(row.subcategory for row in rows)
+    assert set(kinds) == {"facts with one answer", "advice for the user's own life", "recommendations for the user"}
+    assert min(kinds.values()) >= 50
+    assert [r.prompt for r in answerable_prompts(450, seed=0)] == [r.prompt for r in rows]  # seeded
+    v4, v5 = build_training_mix(seed=0, version="v4"), build_training_mix(seed=0, version="v5")
+    assert set(v5.counts) == {*v4.counts, "answerable-written"}
+    assert {k: v for k, v in v5.counts.items() if k != "answerable-written"} == v4.counts
+    assert v5.counts["answerable-written"] + v5.dropped["answerable-written"] == len(rows)
+    kept = {r.prompt for r in v5.rows if r.source == "answerable-written"}
+    assert not kept & {r.prompt for r in selection_prompts(seed=0)}  # the selection set stays held out
+
+
 def test_unseen_proxy_holds_nothing_any_mix_trains_on(mix: TrainingMix) -> None:
     from rt_middleware.datasets import load_advbench
     from rt_middleware.datasets.base import NearDuplicateIndex
@@ -113,7 +131,9 @@ def test_unseen_proxy_holds_nothing_any_mix_trains_on(mix: TrainingMix) -> None:
     alpaca = [r for r in rows if r.source == "proxy/alpaca"]
     assert len(alpaca) == 200 and 100 <= len(harmful) <= 200 and len(rows) == len(harmful) + len(alpaca)
     assert all(r.should_refuse for r in harmful) and not any(r.should_refuse for r in alpaca)
-    newest = build_training_mix(seed=0, version="v4").rows
+    from rt_middleware.datasets.mix import MIX_VERSIONS
+
+    newest = build_training_mix(seed=0, version=MIX_VERSIONS[-1]).rows
     trained = {r.prompt.strip().lower() for r in [*newest, *load_advbench()]}
     assert not trained & {r.prompt.strip().lower() for r in rows}
     near = NearDuplicateIndex([*newest, *load_advbench()])
