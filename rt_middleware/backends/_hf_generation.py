@@ -6,9 +6,14 @@ the ``hf`` extra. Each class is defined once here and instantiated per request.
 
 from __future__ import annotations
 
+import atexit
+import logging
+import queue
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -16,7 +21,9 @@ from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
 
 from rt_middleware.backends.base import check_deadline
 
-__all__ = ["Interrupt", "SeededSampling", "TokenStreamer", "install_deadline_hooks"]
+__all__ = ["GenerationJob", "GenerationThreads", "Interrupt", "SeededSampling", "TokenStreamer", "install_deadline_hooks"]
+
+logger = logging.getLogger(__name__)
 
 
 class _RustDecoder:
@@ -149,3 +156,139 @@ def install_deadline_hooks(model: Any, checkpoints: int = 4) -> int:
         layer.register_forward_pre_hook(_deadline_hook)
     model._rt_deadline_hooks = len(hooked)
     return len(hooked)
+
+
+class GenerationJob:
+    """One `generate` call handed to `GenerationThreads`: queued, running, then done (or cancelled
+    while still queued)."""
+
+    def __init__(self, run: Callable[[], None], stop: Callable[[], None] | None = None) -> None:
+        self._run = run
+        self.stop = stop or (lambda: None)
+        """Asks a running job to end early (at interpreter exit)."""
+        self._lock = threading.Lock()
+        self._queued = True
+        self._done = threading.Event()
+        self.thread: threading.Thread | None = None
+        """The thread running it, once taken."""
+
+    @property
+    def started(self) -> bool:
+        return not self._queued
+
+    def cancel(self) -> bool:
+        """Drop the job if no thread has taken it yet (True); a taken job runs on."""
+        with self._lock:
+            if not self._queued or self._done.is_set():
+                return False
+            self._done.set()
+            return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the job has finished or was cancelled. A no-op in the job's own thread: a stream
+        the garbage collector finalises there must not wait for itself."""
+        if self.thread is not threading.current_thread():
+            self._done.wait(timeout)
+
+    def execute(self) -> None:
+        with self._lock:
+            if self._done.is_set():  # cancelled while queued
+                return
+            self._queued, self.thread = False, threading.current_thread()
+        try:
+            self._run()
+        except Exception:  # `_run` hands its errors to the consumer; anything else is a bug to log
+            logger.exception("a generation job failed")
+        finally:
+            self._done.set()
+
+
+class GenerationThreads:
+    """Long-lived daemon threads for `generate` calls, at most `limit` at once (more wait, first
+    come first served).
+
+    Why not a thread per request: CUDA libraries keep per-thread state (cuBLAS handles and
+    workspaces, cuDNN graphs) that a new thread builds again. Why not `ThreadPoolExecutor`: its idle
+    threads take work in turn, so after a burst even one request at a time cycles through every
+    thread; here the most recently idle thread takes the next job. At interpreter exit, queued jobs
+    are dropped and running ones asked to stop (`GenerationJob.stop`) and given a few seconds: the
+    threads are daemons, so a generation whose consumer is gone does not hold the process, and
+    none is cut off inside a torch kernel (which aborts the process). A thread idle for
+    `idle_seconds` ends.
+    """
+
+    def __init__(self, limit: int, name: str, idle_seconds: float = 300.0) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self._limit, self._name, self._idle_seconds = limit, name, idle_seconds
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[GenerationJob]] = []  # inboxes, the most recently idle last
+        self._pending: deque[GenerationJob] = deque()
+        self._threads = 0
+        self._started = 0
+        self._running: set[GenerationJob] = set()
+        _ALL_THREADS.add(self)
+
+    @property
+    def threads(self) -> int:
+        """Threads alive now."""
+        return self._threads
+
+    def submit(self, run: Callable[[], None], stop: Callable[[], None] | None = None) -> GenerationJob:
+        job = GenerationJob(run, stop)
+        with self._lock:
+            if self._idle:
+                self._idle.pop().put(job)
+            elif self._threads < self._limit:
+                self._threads += 1
+                self._started += 1
+                inbox: queue.SimpleQueue[GenerationJob] = queue.SimpleQueue()
+                inbox.put(job)
+                threading.Thread(target=self._work, args=(inbox,), name=f"{self._name}-{self._started}",
+                                 daemon=True).start()
+            else:
+                self._pending.append(job)
+        return job
+
+    def _work(self, inbox: queue.SimpleQueue[GenerationJob]) -> None:
+        while True:
+            try:
+                job = inbox.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:  # nobody handed it a job meanwhile: end
+                        self._idle.remove(inbox)
+                        self._threads -= 1
+                        return
+                continue  # a job was put in the inbox under the lock just now
+            while job is not None:
+                with self._lock:
+                    self._running.add(job)
+                job.execute()
+                with self._lock:
+                    self._running.discard(job)
+                    job = self._pending.popleft() if self._pending else None
+                    if job is None:
+                        self._idle.append(inbox)
+
+    def stop_all(self, timeout: float) -> None:
+        """Drop the queued jobs, ask the running ones to stop, wait up to `timeout` seconds in all."""
+        with self._lock:
+            for job in self._pending:
+                job.cancel()
+            self._pending.clear()
+            running = list(self._running)
+        for job in running:
+            job.stop()
+        end = time.monotonic() + timeout
+        for job in running:
+            job.wait(max(end - time.monotonic(), 0.0))
+
+
+_ALL_THREADS: weakref.WeakSet[GenerationThreads] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_generations_at_exit() -> None:
+    for threads in list(_ALL_THREADS):
+        threads.stop_all(timeout=5.0)

@@ -156,14 +156,18 @@ class TextStream(Iterator[str]):
     """The text chunks of one continuation, cut at the first stop string.
 
     `finish_reason` is None until the text has ended; then ``stop``, ``length`` or ``context``.
-    Closing the stream early (or a stop string) ends the backend's generation too.
+    Closing the stream early (or a stop string) ends the backend's generation too, and so does
+    dropping it: the generator holds only `_StreamState`, not the stream, so no reference cycle
+    waits for the garbage collector (which may run in any thread) while generation goes on.
     """
 
     def __init__(self, chunks: Iterator[str], stops: Sequence[str] = ()) -> None:
-        self._chunks = chunks
-        self._stops = tuple(s for s in stops if s)
-        self.finish_reason: FinishReason | None = None
-        self._it = self._run()
+        self._state = _StreamState(chunks)
+        self._it = _cut_at_stops(self._state, tuple(s for s in stops if s))
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self._state.finish_reason
 
     def __iter__(self) -> TextStream:
         return self
@@ -174,39 +178,46 @@ class TextStream(Iterator[str]):
     def close(self) -> None:
         self._it.close()
 
-    def _next_chunk(self) -> str | None:
+
+class _StreamState:
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self.chunks = chunks
+        self.finish_reason: FinishReason | None = None
+
+    def next_chunk(self) -> str | None:
         try:
-            return next(self._chunks)
+            return next(self.chunks)
         except StopIteration as end:
             self.finish_reason = end.value
             return None
 
-    def _run(self) -> Iterator[str]:
-        try:
-            if not self._stops:
-                while (chunk := self._next_chunk()) is not None:
-                    yield chunk
+
+def _cut_at_stops(state: _StreamState, stops: tuple[str, ...]) -> Iterator[str]:
+    try:
+        if not stops:
+            while (chunk := state.next_chunk()) is not None:
+                yield chunk
+            return
+        hold = max(len(s) for s in stops) - 1  # text that may start a stop string
+        buffer = ""
+        while (chunk := state.next_chunk()) is not None:
+            buffer += chunk
+            cut = min((i for i in (buffer.find(s) for s in stops) if i >= 0), default=-1)
+            if cut >= 0:
+                state.finish_reason = "stop"
+                if buffer[:cut]:
+                    yield buffer[:cut]
                 return
-            hold = max(len(s) for s in self._stops) - 1  # text that may start a stop string
-            buffer = ""
-            while (chunk := self._next_chunk()) is not None:
-                buffer += chunk
-                cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    self.finish_reason = "stop"
-                    if buffer[:cut]:
-                        yield buffer[:cut]
-                    return
-                safe = len(buffer) - hold
-                if safe > 0:
-                    yield buffer[:safe]
-                    buffer = buffer[safe:]
-            if buffer:
-                yield buffer
-        finally:  # a consumer that stops early (stop string, closed stream) ends generation too
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
+            safe = len(buffer) - hold
+            if safe > 0:
+                yield buffer[:safe]
+                buffer = buffer[safe:]
+        if buffer:
+            yield buffer
+    finally:  # a consumer that stops early (stop string, closed stream) ends generation too
+        close = getattr(state.chunks, "close", None)
+        if close is not None:
+            close()
 
 
 class AsyncTextStream(AsyncIterator[str]):

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
+import queue
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +52,8 @@ __all__ = ["HFBackend", "resolve_hf_tokens"]
 logger = logging.getLogger(__name__)
 
 _GENERATION_THREADS = 64
-"""Continuations one backend generates at once; more wait for a free generation thread."""
+"""Continuations one backend generates at once; more wait for a free generation thread
+(`_hf_generation.GenerationThreads`: long-lived, so CUDA's per-thread state is built once)."""
 
 _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
                 "float16": "float16", "fp16": "float16", "half": "float16", "float64": "float64",
@@ -157,8 +157,7 @@ class HFBackend(BaseBackend):
         self._pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self._eos_ids = self._eos_token_ids()
         self._row_caches = _plain_dynamic_cache(model.config)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._generation_threads = _hf_generation.GenerationThreads(_GENERATION_THREADS, "rt-hf-generate")
         _hf_generation.install_deadline_hooks(model)
         if not cudnn_attention:
             _avoid_cudnn_attention(self._torch, model)
@@ -364,15 +363,6 @@ class HFBackend(BaseBackend):
 
         return StoppingCriteriaList([interrupt])
 
-    def _generation_pool(self) -> ThreadPoolExecutor:
-        """Long-lived generation threads, reused across requests: CUDA libraries keep per-thread
-        state (cuBLAS handles and workspaces, cuDNN graphs) that a thread per request rebuilt for
-        every answer. Streams beyond `_GENERATION_THREADS` at once wait for a free thread."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_GENERATION_THREADS, thread_name_prefix="rt-hf-generate")
-            return self._pool
-
     def _run_generate(self, kwargs: dict[str, Any], streamer: Any, deadline: float | None) -> None:
         try:
             with deadline_scope(deadline), self._torch.inference_mode():
@@ -395,16 +385,30 @@ class HFBackend(BaseBackend):
         streamer = self._gen.TokenStreamer(self.tokenizer, self._eos_ids, self.encoder.decoding_backend)
         with self._errors("transformers generation failed"):
             kwargs = self._generate_kwargs(ids, cache, limit, options, interrupt, streamer)
-        job = self._generation_pool().submit(self._run_generate, kwargs, streamer, deadline)
+        job = self._generation_threads.submit(lambda: self._run_generate(kwargs, streamer, deadline),
+                                              stop=interrupt.cancelled.set)
         try:
             with fail_closed("transformers generation failed"):  # no inference_mode across yields
-                for text in streamer:
+                while True:
+                    # queued behind busy generation threads: the deadline still holds
+                    waiting = deadline is not None and not job.started
+                    streamer.timeout = max(deadline - time.monotonic(), 0.0) if waiting else None  # type: ignore[operator]
+                    try:
+                        text = next(streamer)
+                    except StopIteration:
+                        break
+                    except queue.Empty:
+                        if job.cancel():
+                            raise BackendTimeoutError(
+                                f"no generation thread came free within the deadline ({options.timeout} s)"
+                            ) from None
+                        continue  # it started meanwhile and stops itself at the deadline
                     if text:
                         yield text
         finally:  # a consumer that stops early (stop string, closed stream) ends generation too
             interrupt.cancelled.set()
             if not job.cancel():  # still queued: it never runs
-                job.result()
+                job.wait()
         if interrupt.timed_out:
             raise BackendTimeoutError(
                 f"generation ran past its deadline ({options.timeout} s) after {streamer.n_tokens} tokens"

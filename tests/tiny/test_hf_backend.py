@@ -427,29 +427,102 @@ def test_abandoned_stream_ends_generation(talkative) -> None:
     assert stream.finish_reason is None
 
 
-def test_generation_threads_are_reused(talkative) -> None:
+def test_dropped_stream_ends_generation_without_the_garbage_collector() -> None:
+    """A stream dropped unclosed (a client gone, an exception) stops its generation at once; it used
+    to wait in a reference cycle for the collector, which may run inside the generation thread."""
+    import gc
+    import time
+
+    model, tok = build_tiny(spread=0.02)
+    backend = HFBackend(model, tok)
+    forwards: list[int] = []
+
+    def slow_forward(*_: object) -> None:
+        forwards.append(1)
+        time.sleep(0.002)
+
+    hook = model.register_forward_hook(slow_forward)
+    gc.disable()
+    try:
+        stream = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=300))
+        assert next(stream)
+        del stream
+        after_drop = len(forwards)
+        time.sleep(0.3)
+        assert len(forwards) == after_drop < 300
+    finally:
+        gc.enable()
+        hook.remove()
+
+
+def test_generation_threads_are_reused() -> None:
     """CUDA libraries keep per-thread state; a new thread per answer rebuilt it every request."""
     import threading
 
-    backend = talkative[2]
-    prefills = [backend.prefill("hello world") for _ in range(3)]  # the decisions run in this thread
-    threads: set[str] = set()
-    hook = backend.model.register_forward_hook(lambda *_: threads.add(threading.current_thread().name))
+    model, tok = build_tiny(spread=0.02)
+    backend = HFBackend(model, tok)
+    prefills = [backend.prefill("hello world") for _ in range(5)]  # the decisions run in this thread
+    burst = [backend.stream(p, options=GenerationOptions(max_new_tokens=4)) for p in prefills[:2]]
+    assert all(next(s) for s in burst)  # two generation threads now exist
+    for s in burst:
+        s.close()
+    threads: list[str] = []
+    hook = model.register_forward_hook(lambda *_: threads.append(threading.current_thread().name))
     try:
-        for prefill in prefills:
-            text = "".join(backend.stream(prefill, options=GenerationOptions(max_new_tokens=4)))
-            assert text
+        for prefill in prefills[2:]:
+            assert "".join(backend.stream(prefill, options=GenerationOptions(max_new_tokens=4)))
     finally:
         hook.remove()
-    assert len(threads) == 1 and next(iter(threads)).startswith("rt-hf-generate"), threads
+    assert len(set(threads)) == 1 and threads[0].startswith("rt-hf-generate"), threads  # most recently idle first
 
 
-def test_cpu_backend_leaves_cudnn_attention_switch_alone(talkative) -> None:
+def test_deadline_holds_while_waiting_for_a_generation_thread() -> None:
+    import threading
+    import time
+
+    from rt_middleware.backends import _hf_generation
+    from rt_middleware.errors import BackendTimeoutError
+
+    model, tok = build_tiny(spread=0.02)
+    backend = HFBackend(model, tok)
+    backend._generation_threads = _hf_generation.GenerationThreads(1, "rt-hf-generate")
+
+    def slow_generation(*_: object) -> None:
+        if threading.current_thread().name.startswith("rt-hf-generate"):
+            time.sleep(0.15)  # the busy answer's ~20 tokens take ~3 s
+
+    hook = model.register_forward_hook(slow_generation)
+    try:
+        busy = backend.stream(backend.prefill("hello world"), options=GenerationOptions(max_new_tokens=300))
+        assert next(busy)  # the only generation thread is taken for ~3 s
+        waiting = backend.stream(backend.prefill("hello there"), options=GenerationOptions(max_new_tokens=8, timeout=0.2))
+        started = time.monotonic()
+        with pytest.raises(BackendTimeoutError, match="no generation thread came free"):
+            next(waiting)
+        assert time.monotonic() - started < 1.5
+        busy.close()
+        assert "".join(backend.stream(backend.prefill("hello"), options=GenerationOptions(max_new_tokens=4)))
+    finally:
+        hook.remove()
+
+
+def test_cudnn_attention_is_turned_off_only_for_cuda_weights(monkeypatch) -> None:
+    import types
+
     import torch
 
-    before = torch.backends.cuda.cudnn_sdp_enabled()
-    HFBackend(talkative[0], talkative[1])
-    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    from rt_middleware.backends.hf import _avoid_cudnn_attention
+
+    switch = {"on": True}
+    monkeypatch.setattr(torch.backends.cuda, "cudnn_sdp_enabled", lambda: switch["on"])
+    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", lambda on: switch.update(on=on))
+
+    def weights_on(kind: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(parameters=lambda: iter([types.SimpleNamespace(device=torch.device(kind))]))
+
+    assert not _avoid_cudnn_attention(torch, weights_on("cpu")) and switch["on"]
+    assert _avoid_cudnn_attention(torch, weights_on("cuda")) and not switch["on"]
+    assert not _avoid_cudnn_attention(torch, weights_on("cuda"))  # already off: nothing to do
 
 
 def test_async_stream_reports_finish_reason(talkative) -> None:
