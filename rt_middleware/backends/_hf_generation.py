@@ -158,13 +158,17 @@ def install_deadline_hooks(model: Any, checkpoints: int = 4) -> int:
     return len(hooked)
 
 
+def _nothing() -> None:
+    return None
+
+
 class GenerationJob:
     """One `generate` call handed to `GenerationThreads`: queued, running, then done (or cancelled
-    while still queued)."""
+    while still queued, which also lets go of everything the call would have used)."""
 
-    def __init__(self, run: Callable[[], None], stop: Callable[[], None] | None = None) -> None:
+    def __init__(self, run: Callable[[], None], stop: Callable[[], None] = _nothing) -> None:
         self._run = run
-        self.stop = stop or (lambda: None)
+        self.stop = stop
         """Asks a running job to end early (at interpreter exit)."""
         self._lock = threading.Lock()
         self._queued = True
@@ -181,6 +185,7 @@ class GenerationJob:
         with self._lock:
             if not self._queued or self._done.is_set():
                 return False
+            self._run = self.stop = _nothing  # its KV cache and streamer go now, not when dequeued
             self._done.set()
             return True
 
@@ -190,17 +195,19 @@ class GenerationJob:
         if self.thread is not threading.current_thread():
             self._done.wait(timeout)
 
-    def execute(self) -> None:
+    def _execute(self) -> None:
         with self._lock:
             if self._done.is_set():  # cancelled while queued
                 return
             self._queued, self.thread = False, threading.current_thread()
         try:
             self._run()
-        except Exception:  # `_run` hands its errors to the consumer; anything else is a bug to log
+        except BaseException:  # `_run` hands its errors to the consumer; anything else is a bug to log
             logger.exception("a generation job failed")
-        finally:
-            self._done.set()
+
+    def _finish(self) -> None:
+        self._run = self.stop = _nothing
+        self._done.set()
 
 
 class GenerationThreads:
@@ -210,11 +217,11 @@ class GenerationThreads:
     Why not a thread per request: CUDA libraries keep per-thread state (cuBLAS handles and
     workspaces, cuDNN graphs) that a new thread builds again. Why not `ThreadPoolExecutor`: its idle
     threads take work in turn, so after a burst even one request at a time cycles through every
-    thread; here the most recently idle thread takes the next job. At interpreter exit, queued jobs
-    are dropped and running ones asked to stop (`GenerationJob.stop`) and given a few seconds: the
-    threads are daemons, so a generation whose consumer is gone does not hold the process, and
-    none is cut off inside a torch kernel (which aborts the process). A thread idle for
-    `idle_seconds` ends.
+    thread; here the most recently idle thread takes the next job (it is idle again before its
+    last job counts as done). At interpreter exit (`stop_all`), queued jobs are dropped and running
+    ones asked to stop (`GenerationJob.stop`) and given a few seconds: the threads are daemons, so
+    a generation whose consumer is gone does not hold the process, and none is cut off inside a
+    torch kernel (which aborts the process). A thread idle for `idle_seconds` ends.
     """
 
     def __init__(self, limit: int, name: str, idle_seconds: float = 300.0) -> None:
@@ -224,9 +231,10 @@ class GenerationThreads:
         self._lock = threading.Lock()
         self._idle: list[queue.SimpleQueue[GenerationJob]] = []  # inboxes, the most recently idle last
         self._pending: deque[GenerationJob] = deque()
+        self._assigned: set[GenerationJob] = set()  # handed to a thread, not finished
         self._threads = 0
         self._started = 0
-        self._running: set[GenerationJob] = set()
+        self._closed = False
         _ALL_THREADS.add(self)
 
     @property
@@ -234,18 +242,23 @@ class GenerationThreads:
         """Threads alive now."""
         return self._threads
 
-    def submit(self, run: Callable[[], None], stop: Callable[[], None] | None = None) -> GenerationJob:
+    def submit(self, run: Callable[[], None], stop: Callable[[], None] = _nothing) -> GenerationJob:
         job = GenerationJob(run, stop)
         with self._lock:
-            if self._idle:
+            if self._closed:
+                job.cancel()
+            elif self._idle:
+                self._assigned.add(job)
                 self._idle.pop().put(job)
             elif self._threads < self._limit:
-                self._threads += 1
-                self._started += 1
                 inbox: queue.SimpleQueue[GenerationJob] = queue.SimpleQueue()
                 inbox.put(job)
-                threading.Thread(target=self._work, args=(inbox,), name=f"{self._name}-{self._started}",
-                                 daemon=True).start()
+                thread = threading.Thread(target=self._work, args=(inbox,), name=f"{self._name}-{self._started + 1}",
+                                          daemon=True)
+                thread.start()  # raises when no thread can be started: nothing was counted yet
+                self._threads += 1
+                self._started += 1
+                self._assigned.add(job)
             else:
                 self._pending.append(job)
         return job
@@ -253,7 +266,7 @@ class GenerationThreads:
     def _work(self, inbox: queue.SimpleQueue[GenerationJob]) -> None:
         while True:
             try:
-                job = inbox.get(timeout=self._idle_seconds)
+                job: GenerationJob | None = inbox.get(timeout=self._idle_seconds)
             except queue.Empty:
                 with self._lock:
                     if inbox in self._idle:  # nobody handed it a job meanwhile: end
@@ -262,26 +275,34 @@ class GenerationThreads:
                         return
                 continue  # a job was put in the inbox under the lock just now
             while job is not None:
+                job._execute()
+                done, job = job, None
                 with self._lock:
-                    self._running.add(job)
-                job.execute()
-                with self._lock:
-                    self._running.discard(job)
-                    job = self._pending.popleft() if self._pending else None
+                    self._assigned.discard(done)
+                    while self._pending and not self._closed:
+                        waiting = self._pending.popleft()
+                        if not waiting._done.is_set():  # skip the ones cancelled while they waited
+                            job = waiting
+                            self._assigned.add(job)
+                            break
                     if job is None:
                         self._idle.append(inbox)
+                done._finish()
 
     def stop_all(self, timeout: float) -> None:
-        """Drop the queued jobs, ask the running ones to stop, wait up to `timeout` seconds in all."""
+        """Take no more jobs, drop the queued ones, ask the running ones to stop, wait up to
+        `timeout` seconds for them."""
         with self._lock:
+            self._closed = True
             for job in self._pending:
                 job.cancel()
             self._pending.clear()
-            running = list(self._running)
-        for job in running:
-            job.stop()
+            assigned = list(self._assigned)
+        for job in assigned:
+            if not job.cancel():
+                job.stop()
         end = time.monotonic() + timeout
-        for job in running:
+        for job in assigned:
             job.wait(max(end - time.monotonic(), 0.0))
 
 
@@ -290,5 +311,6 @@ _ALL_THREADS: weakref.WeakSet[GenerationThreads] = weakref.WeakSet()
 
 @atexit.register
 def _stop_generations_at_exit() -> None:
+    end = time.monotonic() + 5.0
     for threads in list(_ALL_THREADS):
-        threads.stop_all(timeout=5.0)
+        threads.stop_all(timeout=max(end - time.monotonic(), 0.0))

@@ -386,7 +386,7 @@ class HFBackend(BaseBackend):
         with self._errors("transformers generation failed"):
             kwargs = self._generate_kwargs(ids, cache, limit, options, interrupt, streamer)
         job = self._generation_threads.submit(lambda: self._run_generate(kwargs, streamer, deadline),
-                                              stop=interrupt.cancelled.set)
+                                              interrupt.cancelled.set)
         try:
             with fail_closed("transformers generation failed"):  # no inference_mode across yields
                 while True:
