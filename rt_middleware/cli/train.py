@@ -69,6 +69,11 @@ def train_command(
         str | None,
         typer.Option(help="With --preset default: the training mix, v1 to v5 (default: the shipped model's)."),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="torch CPU threads while training (default: torch's own; the preset's 1). "
+                     "Results can differ in the last digits from a run with another count."),
+    ] = None,
     refusal_text: Annotated[
         bool | None,
         typer.Option(
@@ -86,6 +91,7 @@ def train_command(
         "lr": lr, "epochs": epochs, "batch_size": batch_size, "grad_accum": grad_accum,
         "warmup_ratio": warmup_ratio, "lora_r": lora_r, "lora_alpha": lora_alpha, "seed": seed,
         "checkpoint_every": checkpoint_every, "max_steps": max_steps, "first_token_weight": first_token_weight,
+        "threads": threads,
     }
     recipe = {k: v for k, v in given.items() if v is not None}
     lengths = {

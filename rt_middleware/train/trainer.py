@@ -256,15 +256,35 @@ def train(
     resume: bool = True,
     progress: bool = True,
 ) -> TrainResult:
-    """Train on `examples`, checkpointing into ``out/checkpoints``; resumes from the latest one."""
+    """Train on `examples`, checkpointing into ``out/checkpoints``; resumes from the latest one.
+    `config.threads` holds for this call only: torch's thread count is restored afterwards."""
     torch = require("torch", extra="train", feature="rt train")
+    if not examples:
+        raise ConfigError("no training examples (all rows were too long or the data is empty)")
+    previous = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(torch, model, examples, tokens, config, out=out, pad_id=pad_id, resume=resume, progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(
+    torch: Any,
+    model: PreTrainedModel,
+    examples: Sequence[SFTExample],
+    tokens: ResolvedTokens,
+    config: TrainConfig,
+    *,
+    out: Path,
+    pad_id: int,
+    resume: bool,
+    progress: bool,
+) -> TrainResult:
     transformers = require("transformers", extra="train", feature="rt train")
     from tqdm.auto import tqdm
 
-    if not examples:
-        raise ConfigError("no training examples (all rows were too long or the data is empty)")
-    if config.threads:
-        torch.set_num_threads(config.threads)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     device, compute = _place(torch, model, config)

@@ -105,21 +105,24 @@ def test_preset_takes_recipe_options_and_keeps_its_mix(tmp_path: Path) -> None:
     """`rt train --preset default --lora-r 4 --seed 3` is that ablation, not a silent rerun of the preset."""
     import json
 
+    import torch
     from typer.testing import CliRunner
 
     from rt_middleware.cli.app import app
     from rt_middleware.train.presets import DATA_SEED, DATA_VERSION
 
     out = tmp_path / "run"
+    threads_before = torch.get_num_threads()
     result = CliRunner().invoke(
         app,
         ["train", "--preset", "default", "--out", str(out), "--max-steps", "1", "--lora-r", "4", "--lora-alpha", "8",
-         "--seed", "3", "--lr", "5e-4", "--max-response-tokens", "8"],
+         "--seed", "3", "--lr", "5e-4", "--max-response-tokens", "8", "--threads", "2"],
     )
     assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == threads_before  # --threads held for the run only
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["train"]["lora_r"] == 4 and manifest["train"]["lora_alpha"] == 8
-    assert manifest["train"]["seed"] == 3 and manifest["train"]["lr"] == 5e-4
+    assert manifest["train"]["seed"] == 3 and manifest["train"]["lr"] == 5e-4 and manifest["train"]["threads"] == 2
     assert manifest["train"]["first_token_weight"] == 5.0  # not given: the preset's own
     assert manifest["max_response_tokens"] == 8 and manifest["max_length"] == 192
     assert manifest["data_seed"] == DATA_SEED and manifest["data_version"] == DATA_VERSION
