@@ -407,7 +407,7 @@ class HFBackend(BaseBackend):
                         yield text
         finally:  # a consumer that stops early (stop string, closed stream) ends generation too
             interrupt.cancelled.set()
-            if not job.cancel():  # still queued: it never runs
+            if not job.cancel():  # a queued job is dropped here; a running one is waited for
                 job.wait()
         if interrupt.timed_out:
             raise BackendTimeoutError(

@@ -29,12 +29,13 @@ by the Zephyr recipe does): linear warm-up from 0, then cosine decay to 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -259,82 +260,74 @@ def train(
     """Train on `examples`, checkpointing into ``out/checkpoints``; resumes from the latest one.
     `config.threads` holds for this call only: torch's thread count is restored afterwards."""
     torch = require("torch", extra="train", feature="rt train")
-    if not examples:
-        raise ConfigError("no training examples (all rows were too long or the data is empty)")
-    previous = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        return _train(torch, model, examples, tokens, config, out=out, pad_id=pad_id, resume=resume, progress=progress)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _train(
-    torch: Any,
-    model: PreTrainedModel,
-    examples: Sequence[SFTExample],
-    tokens: ResolvedTokens,
-    config: TrainConfig,
-    *,
-    out: Path,
-    pad_id: int,
-    resume: bool,
-    progress: bool,
-) -> TrainResult:
     transformers = require("transformers", extra="train", feature="rt train")
     from tqdm.auto import tqdm
 
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    device, compute = _place(torch, model, config)
-    model, groups = _prepare(model, config, tokens)
-    model.train()
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, betas=(0.9, 0.95))
-    per_step = config.batch_size * config.grad_accum
-    total = config.max_steps or max(1, math.ceil(len(examples) * config.epochs / per_step))
-    warmup = int(total * config.warmup_ratio)
-    scheduler = transformers.get_cosine_schedule_with_warmup(optimizer, warmup, total)
-    scaler = torch.amp.GradScaler(device.type, enabled=compute == torch.float16)
-    order = _batch_order(examples, config.batch_size, total * config.grad_accum, config.seed)
-    start, losses = 0, []
-    checkpoint = _latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        start, losses = _load_checkpoint(torch, checkpoint, model, optimizer, scheduler, scaler)
-    began = time.monotonic()
-    learning_rates = []
-    bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
-    for step in range(start, total):
-        learning_rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = step_control = 0.0
-        for micro in range(config.grad_accum):
-            chunk = [examples[i] for i in order[step * config.grad_accum + micro]]
-            batch = _collate(torch, chunk, pad_id, device)
-            with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss, control = _loss(torch, logits, batch, config.first_token_weight)  # float32
-            scaler.scale(loss / config.grad_accum).backward()
-            step_loss += float(loss.detach()) / config.grad_accum
-            step_control += control / config.grad_accum
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        losses.append(step_loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.3f}", first_token=f"{step_control:.3f}")
-        done = step + 1
-        if done % config.checkpoint_every == 0 and done < total:
-            _save_checkpoint(torch, model, optimizer, scheduler, scaler, out, done, losses, config)
-    bar.close()
-    _finish(torch, model, config)
-    model.eval()
-    return TrainResult(
-        model=model, steps=total, seconds=time.monotonic() - began, losses=losses, resumed_from=start,
-        learning_rates=learning_rates,
-    )
+    if not examples:
+        raise ConfigError("no training examples (all rows were too long or the data is empty)")
+    with _torch_threads(torch, config.threads):
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        device, compute = _place(torch, model, config)
+        model, groups = _prepare(model, config, tokens)
+        model.train()
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+        per_step = config.batch_size * config.grad_accum
+        total = config.max_steps or max(1, math.ceil(len(examples) * config.epochs / per_step))
+        warmup = int(total * config.warmup_ratio)
+        scheduler = transformers.get_cosine_schedule_with_warmup(optimizer, warmup, total)
+        scaler = torch.amp.GradScaler(device.type, enabled=compute == torch.float16)
+        order = _batch_order(examples, config.batch_size, total * config.grad_accum, config.seed)
+        start, losses = 0, []
+        checkpoint = _latest_checkpoint(out) if resume else None
+        if checkpoint is not None:
+            start, losses = _load_checkpoint(torch, checkpoint, model, optimizer, scheduler, scaler)
+        began = time.monotonic()
+        learning_rates = []
+        bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+        for step in range(start, total):
+            learning_rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = step_control = 0.0
+            for micro in range(config.grad_accum):
+                chunk = [examples[i] for i in order[step * config.grad_accum + micro]]
+                batch = _collate(torch, chunk, pad_id, device)
+                with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
+                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss, control = _loss(torch, logits, batch, config.first_token_weight)  # float32
+                scaler.scale(loss / config.grad_accum).backward()
+                step_loss += float(loss.detach()) / config.grad_accum
+                step_control += control / config.grad_accum
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", first_token=f"{step_control:.3f}")
+            done = step + 1
+            if done % config.checkpoint_every == 0 and done < total:
+                _save_checkpoint(torch, model, optimizer, scheduler, scaler, out, done, losses, config)
+        bar.close()
+        _finish(torch, model, config)
+        model.eval()
+        return TrainResult(
+            model=model, steps=total, seconds=time.monotonic() - began, losses=losses, resumed_from=start,
+            learning_rates=learning_rates,
+        )
+
+
+@contextlib.contextmanager
+def _torch_threads(torch: Any, threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to `threads` (None: left alone) for the block, then restored."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _load_checkpoint(
