@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -14,6 +15,21 @@ PROMPTS = [
     "What is the capital of Australia?",
     "Explain photosynthesis to a child.",
 ]
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """`--threads`: torch CPU threads for the run (1: on a shared, loaded machine more threads spin and stall)."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared, loaded machine more threads spin and stall)")
+
+
+def set_torch_threads(threads: int) -> None:
+    """Pin torch's CPU threads; a GGUF model runs without torch installed, so its absence is fine."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 def load(spec: str, *, tiny_spread: float = 0.02):

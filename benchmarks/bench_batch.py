@@ -23,7 +23,7 @@ import argparse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from _timing import PROMPTS, interleaved, load
+from _timing import PROMPTS, add_threads_option, interleaved, load, set_torch_threads
 from langchain_core.runnables import RunnableSerializable
 
 ASKS = ["", " Answer briefly.", " Please explain your reasoning step by step, with an example.",
@@ -40,13 +40,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="1,8,32")
     parser.add_argument("--respond-batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: on a shared, loaded machine more threads spin and stall)")
+    add_threads_option(parser)
     args = parser.parse_args()
-
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
 
     from rt_middleware import PolicyStore, RefusalRouter
     from rt_middleware.backends import GenerationOptions

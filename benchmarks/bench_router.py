@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from _timing import PROMPTS, interleaved, load
+from _timing import PROMPTS, add_threads_option, interleaved, load, set_torch_threads
 
 from rt_middleware.messages import ChatMessage
 
@@ -34,15 +34,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N own-time entries")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: on a shared, loaded machine more threads spin and stall)")
+    add_threads_option(parser)
     args = parser.parse_args()
-    try:
-        import torch
-    except ImportError:  # a GGUF model needs no torch
-        pass
-    else:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
 
     from rt_middleware import PolicyStore, RefusalRouter
     from rt_middleware.backends import GenerationOptions
