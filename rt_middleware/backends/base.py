@@ -41,6 +41,7 @@ __all__ = [
     "GenerationOptions",
     "Prefill",
     "TextStream",
+    "ThreadedAsyncIterator",
     "check_deadline",
     "deadline_scope",
     "fail_closed",
@@ -220,29 +221,53 @@ def _cut_at_stops(state: _StreamState, stops: tuple[str, ...]) -> Iterator[str]:
             close()
 
 
-class AsyncTextStream(AsyncIterator[str]):
-    """`TextStream` for asyncio: each chunk is produced in a worker thread."""
+class ThreadedAsyncIterator(AsyncIterator[_T]):
+    """A blocking iterator read from asyncio: each item is produced in a worker thread.
+
+    A task cancelled while it waits for an item cannot stop that thread mid-item, so the pending
+    item is kept and `aclose` waits for it (for a stream, one token) before closing the iterator:
+    closing a generator still running in another thread fails ("generator already executing") and
+    the work would go on unread.
+    """
 
     _DONE = object()
 
+    def __init__(self, iterator: Iterator[_T]) -> None:
+        self._iterator = iterator
+        self._pending: asyncio.Future[Any] | None = None
+
+    def __aiter__(self) -> ThreadedAsyncIterator[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        self._pending = asyncio.ensure_future(asyncio.to_thread(next, self._iterator, self._DONE))
+        item = await asyncio.shield(self._pending)
+        self._pending = None
+        if item is self._DONE:
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()  # retrieved: an error in the abandoned item is not news
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+class AsyncTextStream(ThreadedAsyncIterator[str]):
+    """`TextStream` for asyncio; `aclose()` (or cancelling the reading task, then `aclose()`) ends generation."""
+
     def __init__(self, stream: TextStream) -> None:
+        super().__init__(stream)
         self._stream = stream
 
     @property
     def finish_reason(self) -> FinishReason | None:
         return self._stream.finish_reason
-
-    def __aiter__(self) -> AsyncTextStream:
-        return self
-
-    async def __anext__(self) -> str:
-        chunk = await asyncio.to_thread(next, self._stream, self._DONE)
-        if chunk is self._DONE:
-            raise StopAsyncIteration
-        return chunk  # type: ignore[return-value]
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self._stream.close)
 
 
 @dataclass
@@ -581,7 +606,13 @@ class BaseBackend(ABC):
     async def acomplete(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
     ) -> Generation:
-        return await asyncio.to_thread(self.complete, prefill, token, options)
+        """`complete` for asyncio; cancelling the awaiting task ends the generation within a token."""
+        stream = self.astream(prefill, token, options)
+        try:
+            text = "".join([chunk async for chunk in stream])
+        finally:
+            await stream.aclose()
+        return Generation(text=text, finish_reason=stream.finish_reason)
 
     async def agenerate(self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None) -> str:
         return (await self.acomplete(prefill, token, options)).text
