@@ -26,10 +26,10 @@ from langchain_core.runnables.config import get_executor_for_config, patch_confi
 from pydantic import ConfigDict, Field
 
 from rt_middleware.audit import as_audit
-from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill
+from rt_middleware.backends.base import BaseBackend, GenerationOptions, Prefill, ThreadedAsyncIterator
 from rt_middleware.decision import Decision, decide, fail_decision
 from rt_middleware.distribution import FirstTokenDistribution
-from rt_middleware.errors import BackendError, InvalidInputError, RequestError, RTError
+from rt_middleware.errors import BackendError, ConfigError, InvalidInputError, RequestError, RTError
 from rt_middleware.messages import ChatMessage, as_conversation, check_text, messages_to_decide_on
 from rt_middleware.policy import PolicyStore, TenantPolicy
 
@@ -297,6 +297,10 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     policies: PolicyStore
     routes: dict[str, Runnable] = Field(default_factory=dict)
     """Route name -> runnable that answers inputs whose decision is `route`."""
+    check_routes: bool = True
+    """Every route a policy names must be in `routes`, now and on reload. False where route
+    decisions are only handed back (the `rt serve` gateway returns them to its client): policies
+    may then name any route, and invoking one this router lacks raises ConfigError."""
     respond_with: Runnable | None = None
     """Answers responded inputs instead of continuing the model's own generation."""
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
@@ -313,7 +317,8 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         # after pydantic: a PolicyError raised in a validator would be re-wrapped as ValidationError
         if not isinstance(self.backend, BaseBackend):
             raise TypeError(f"backend must be a BaseBackend, got {type(self.backend).__name__}")
-        self.policies.require(categories=self.backend.schema.category_names, routes=self.routes)
+        self.policies.require(categories=self.backend.schema.category_names,
+                              routes=self.routes if self.check_routes else None)
         self.audit = as_audit(self.audit)
 
     @classmethod
@@ -533,7 +538,11 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
 
     def _delegate(self, decision: Decision) -> Runnable | None:
         if decision.action == "route":
-            return self.routes[decision.route or ""]
+            route = self.routes.get(decision.route or "")
+            if route is None:
+                raise ConfigError(f"the decision routes to {decision.route!r}, which this router does not have "
+                                  f"(it has {sorted(self.routes) or 'no routes'}; check_routes is off)")
+            return route
         return self.respond_with
 
     def _no_continuation(self, evaluation: Evaluation) -> None:
@@ -760,14 +769,11 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
     async def astream(
         self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[BaseMessageChunk]:
-        """Streams without blocking the event loop: each chunk is produced in a worker thread."""
-        iterator = self.stream(input, config, **kwargs)
-        done = object()
+        """Streams without blocking the event loop: each chunk is produced in a worker thread.
+        Leaving early, or cancelling the reading task, ends the generation within a token."""
+        chunks = ThreadedAsyncIterator(self.stream(input, config, **kwargs))
         try:
-            while True:
-                chunk = await asyncio.to_thread(next, iterator, done)
-                if chunk is done:
-                    return
-                yield chunk  # type: ignore[misc]
+            async for chunk in chunks:
+                yield chunk
         finally:
-            await asyncio.to_thread(iterator.close)
+            await chunks.aclose()
