@@ -12,7 +12,7 @@ from rt_middleware._extras import require
 for _module in ("fastapi", "uvicorn", "prometheus_client", "watchfiles"):
     require(_module, extra="server", feature="rt_middleware.integrations.server")
 
-from .app import ServerSettings, create_app, gateway_routes  # noqa: E402
+from .app import ServerSettings, create_app  # noqa: E402
 from .keys import KeyEntry, KeyStore, add_key, hash_key  # noqa: E402
 
-__all__ = ["KeyEntry", "KeyStore", "ServerSettings", "add_key", "create_app", "gateway_routes", "hash_key"]
+__all__ = ["KeyEntry", "KeyStore", "ServerSettings", "add_key", "create_app", "hash_key"]

@@ -7,11 +7,13 @@ the decision, so the client routes it (the gateway has no route runnables). Ever
 first and last chunk of a stream, carries ``refusal_decision`` (`Decision.to_dict()`). Nothing is
 streamed before the decision.
 
-Errors use OpenAI's error body ``{"error": {"message", "type", "code"}}``: 400 malformed JSON, wrong
-types or a prompt over the token limit, 401 unknown or missing key, 403 a key whose tenant has no
-policy or a non-admin key on ``/admin``, 413 body too large, 429 over the concurrency limit, 503 the
-engine failed and the tenant fails open (nothing to answer with), 504 the deadline passed while
-answering. A decision that misses the deadline takes the tenant's fail mode.
+Errors use OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: 400 malformed
+JSON, wrong types or a prompt over the token limit, 401 unknown or missing key, 403 a key whose
+tenant has no policy or a non-admin key on ``/admin``, 404 / 405 unknown paths and methods, 408 a
+body that did not arrive within the deadline, 413 body too large, 429 over the concurrency limit,
+503 the engine failed and the tenant fails open (nothing to answer with), 504 the deadline passed
+while answering. A decision that misses the deadline takes the tenant's fail mode. A client that
+hangs up stops its answer's generation, streamed or not.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rt_middleware.backends.base import GenerationOptions
 from rt_middleware.decision import Decision, fail_decision
@@ -50,7 +53,7 @@ from rt_middleware.router import Evaluation, RefusalRouter
 
 from .keys import KeyEntry, KeyStore
 
-__all__ = ["ServerSettings", "create_app", "gateway_routes"]
+__all__ = ["ServerSettings", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,9 @@ class ServerSettings:
     max_concurrency: int = 64
     """Requests in flight beyond this get 429."""
     deadline_s: float = 60.0
-    """Per request: decision plus answer."""
+    """Per request: decision plus answer, counted once the body has arrived."""
+    body_timeout_s: float = 30.0
+    """The request body must arrive within this (else 408); it holds no concurrency slot meanwhile."""
     max_tokens_limit: int = 4096
     """Upper bound on a request's max_tokens."""
     cache_salt_secret: str | None = None
@@ -94,7 +99,7 @@ class _Message(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # "stream": "yes" is an error, not True
     model: str | None = None
     messages: list[_Message] = Field(min_length=1)
     stream: bool = False
@@ -122,9 +127,14 @@ def _conversation(request: ChatRequest) -> list[ChatMessage]:
     return as_conversation(out)
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None, **extra: Any) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}, **extra}
+def _error(
+    status: int, message: str, kind: str, code: str | None = None, *, param: str | None = None, **extra: Any
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}, **extra}
     return JSONResponse(body, status_code=status)
+
+
+_HTTP_ERROR_TYPES = {404: "not_found_error", 405: "invalid_request_error"}
 
 
 class _Metrics:
@@ -151,8 +161,9 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
     state = {"in_flight": 0, "ready": False}
 
     def reload_all(source: str) -> dict[str, Any]:
+        entries = keys.read()  # parsed first: a broken keys file leaves the policies untouched too
         version = store.reload() if store.path is not None else store.version
-        n_keys = keys.reload()
+        n_keys = keys.install(entries)
         log.info("reloaded policies (version %s) and %d keys on %s", version, n_keys, source)
         return {"policy_version": version, "tenants": list(store.tenants), "keys": n_keys}
 
@@ -196,6 +207,15 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
     app = FastAPI(title="rt-middleware gateway", lifespan=lifespan)
     app.state.metrics = metrics
     app.state.settings = settings
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown paths and methods answer in OpenAI's error body too, not FastAPI's {"detail"}."""
+        kind = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
+        response = _error(exc.status_code, str(exc.detail), kind)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     def authenticate(request: Request) -> KeyEntry | JSONResponse:
         header = request.headers.get("authorization", "")
@@ -278,6 +298,8 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"the body is not valid JSON: {exc}", "invalid_request_error")
+        except RecursionError:
+            return _error(400, "the body is not valid JSON: nested too deeply", "invalid_request_error")
         try:
             return ChatRequest.model_validate(data)
         except ValidationError as exc:
@@ -317,16 +339,23 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        started = time.monotonic()
         entry = authenticate(request)
         if isinstance(entry, JSONResponse):
             return entry
         if entry.tenant not in store.tenants:  # never fall back to another tenant's policy
-            return _error(403, f"tenant {entry.tenant!r} has no policy on this gateway", "permission_error")
+            return _no_policy(entry.tenant)
+        try:  # before taking a slot: a slow upload must not hold one (or lock other tenants out)
+            chat = await asyncio.wait_for(read_request(request), timeout=settings.body_timeout_s)
+        except TimeoutError:
+            return _error(408, f"the request body did not arrive within {settings.body_timeout_s} s",
+                          "invalid_request_error", "request_timeout")
+        if isinstance(chat, JSONResponse):
+            return chat
         if state["in_flight"] >= settings.max_concurrency:
             metrics.rejected.labels("429").inc()
             return _error(429, f"more than {settings.max_concurrency} requests in flight; retry later",
                           "rate_limit_error", "concurrency_limit")
+        started = time.monotonic()
         state["in_flight"] += 1
         metrics.in_flight.inc()
         if settings.cache_salt_secret:  # this task's context: the decision and the stream inherit it
@@ -336,9 +365,6 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             use_cache_salt(hmac.new(key, entry.tenant.encode(), hashlib.sha256).hexdigest())
         handed_off = False
         try:
-            chat = await read_request(request)
-            if isinstance(chat, JSONResponse):
-                return chat
             try:
                 conversation = _conversation(chat)
                 evaluation = await asyncio.wait_for(
@@ -347,11 +373,13 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             except RequestError as exc:
                 return _error(400, str(exc), "invalid_request_error")
             except TimeoutError:
-                _, policy, version = store.resolve(entry.tenant)
+                tenant, policy, version = store.resolve(entry.tenant)
                 error = BackendTimeoutError(f"no decision within the {settings.deadline_s} s deadline")
-                decision = fail_decision(policy, tenant=entry.tenant, policy_version=version, error=error)
+                decision = fail_decision(policy, tenant=tenant, policy_version=version, error=error)
                 evaluation = Evaluation(decision=decision, policy=policy, prefill=None)
             decision = evaluation.decision
+            if decision.tenant != entry.tenant:  # the tenant was removed by a reload mid-request
+                return _no_policy(entry.tenant)
             metrics.latency.observe(time.monotonic() - started)
             metrics.decisions.labels(decision.tenant, decision.action, decision.category or "").inc()
             reply = _Reply(model_id, decision)
@@ -373,10 +401,11 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
                 chunks = backend.astream(evaluation.prefill, "respond", options)
                 return _sse(reply.text_stream(chunks, started + settings.deadline_s), headers,
                             lambda: _done(state, metrics))
+            answer = asyncio.ensure_future(backend.acomplete(evaluation.prefill, "respond", options))
             try:
-                generation = await asyncio.wait_for(
-                    backend.acomplete(evaluation.prefill, "respond", options), timeout=remaining + 1.0
-                )
+                if not await _finished_unless_hung_up(answer, request, remaining + 1.0):
+                    return Response(status_code=499)  # nobody is listening; the generation has stopped
+                generation = answer.result()
             except (TimeoutError, BackendTimeoutError):
                 return _error(504, f"no answer within the {settings.deadline_s} s deadline", "server_error",
                               refusal_decision=decision.to_dict())
@@ -391,13 +420,34 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
     return app
 
 
-def gateway_routes(store: Any) -> dict[str, Any]:
-    """Placeholder runnables for the policy's route names: the gateway returns route decisions to the
-    client instead of answering them, but the router checks every route name exists."""
-    from langchain_core.runnables import RunnableLambda
+def _no_policy(tenant: str) -> JSONResponse:
+    return _error(403, f"tenant {tenant!r} has no policy on this gateway", "permission_error")
 
-    names = {rule.route for t in store.tenants for rule in store.get(t).categories.values() if rule.route}
-    return {name: RunnableLambda(lambda _x, n=name: f"[route {n}]") for name in sorted(names)}
+
+_DISCONNECT_POLL_S = 0.25
+
+
+async def _finished_unless_hung_up(task: asyncio.Future[Any], request: Request, timeout: float) -> bool:
+    """Wait for `task`; cancel it when the client disconnects (False) or `timeout` passes (TimeoutError).
+
+    A non-streamed answer has nothing to send until it ends, so only polling notices a client that
+    left; cancelling the answer's task closes its stream, which ends the backend's generation.
+    """
+    end = time.monotonic() + timeout
+    try:
+        while not task.done():
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            await asyncio.wait({task}, timeout=min(_DISCONNECT_POLL_S, left))
+            if not task.done() and await request.is_disconnected():
+                return False
+        return True
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def _finish(reason: str | None) -> str:

@@ -71,13 +71,19 @@ class KeyStore:
             return None
         return self._entries.get(hash_key(key))
 
+    def read(self) -> dict[str, KeyEntry] | None:
+        """The file's table, parsed but not yet in use (None: this store has no file)."""
+        return None if self.path is None else _parse(self.path)
+
+    def install(self, entries: dict[str, KeyEntry] | None) -> int:
+        """Swap in a table from `read` (None keeps the current one); returns the number of keys."""
+        if entries is not None:
+            with self._lock:
+                self._entries = dict(entries)
+        return len(self._entries)
+
     def reload(self) -> int:
-        if self.path is None:
-            return len(self._entries)
-        entries = _parse(self.path)
-        with self._lock:
-            self._entries = entries
-        return len(entries)
+        return self.install(self.read())
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -89,6 +95,8 @@ def add_key(path: str | Path, tenant: str, role: Role = "tenant") -> str:
         raise ConfigError(f"role must be one of {ROLES}, got {role!r}")
     if not tenant.strip():
         raise ConfigError("the tenant name is empty")
+    if tenant != tenant.strip():
+        raise ConfigError(f"the tenant name {tenant!r} starts or ends with white space; no policy tenant would match it")
     path = Path(path)
     items = []
     if path.exists():

@@ -21,6 +21,8 @@ def serve(
     tokenizer: Annotated[str, typer.Option(help="openai: specs: the served model's GGUF or HF dir.")] = "default",
     max_concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight beyond this get 429.")] = 64,
     deadline: Annotated[float, typer.Option(min=0.1, help="Seconds per request (decision + answer).")] = 60.0,
+    body_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds for a request body to arrive (408 after); a slow upload holds no slot.")] = 30.0,
     max_body_bytes: Annotated[int, typer.Option(min=1024)] = 1_000_000,
     max_prompt_tokens: Annotated[int | None, typer.Option(min=1, help="Default: the model's context.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer length when a request sets none.")] = 256,
@@ -40,7 +42,7 @@ def serve(
     import uvicorn
 
     from rt_middleware.backends import GenerationOptions
-    from rt_middleware.integrations.server import KeyStore, ServerSettings, create_app, gateway_routes
+    from rt_middleware.integrations.server import KeyStore, ServerSettings, create_app
     from rt_middleware.policy import PolicyStore
     from rt_middleware.router import RefusalRouter
 
@@ -51,12 +53,12 @@ def serve(
         if coalesce_ms is not None:  # a backend that prefills one prompt at a time refuses (ConfigError)
             backend.coalesce_requests(window_ms=coalesce_ms, max_batch_size=coalesce_max_batch)
         router = RefusalRouter(
-            backend=backend, policies=store, routes=gateway_routes(store),
+            backend=backend, policies=store, check_routes=False,
             generation=GenerationOptions(max_new_tokens=max_new_tokens),
         )
         settings = ServerSettings(
             max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
-            max_concurrency=max_concurrency, deadline_s=deadline, watch_policy=watch,
+            max_concurrency=max_concurrency, deadline_s=deadline, body_timeout_s=body_timeout, watch_policy=watch,
             worker_threads=worker_threads, cache_salt_secret=cache_salt_secret,
         )
         application = create_app(router, key_store, settings)

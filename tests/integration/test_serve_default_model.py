@@ -21,7 +21,6 @@ def test_default_model_through_the_gateway(tmp_path: Path) -> None:
         ServerSettings,
         add_key,
         create_app,
-        gateway_routes,
     )
     from rt_middleware.loading import load_backend
     from rt_middleware.policy import PolicyStore
@@ -35,7 +34,7 @@ def test_default_model_through_the_gateway(tmp_path: Path) -> None:
     }})
     keys = tmp_path / "keys.json"
     strict, lenient = add_key(keys, "strict"), add_key(keys, "lenient")
-    router = RefusalRouter(backend=backend, policies=store, routes=gateway_routes(store),
+    router = RefusalRouter(backend=backend, policies=store, check_routes=False,
                            generation=GenerationOptions(max_new_tokens=12))
     app = create_app(router, KeyStore.from_file(keys), ServerSettings(watch_policy=False))
     served = Served(app)
