@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rt_middleware.errors import ConfigError
+from rt_middleware.errors import BackendError, ConfigError
 from rt_middleware.tokens import RESPOND, ResolvedTokens
 
 __all__ = [
@@ -65,6 +65,8 @@ class FirstTokenDistribution:
     """Decision name -> (lowest, highest) probability consistent with what the engine returned."""
 
     def __post_init__(self) -> None:
+        if not all(math.isfinite(p) and p >= 0 for p in (*self.probabilities.values(), self.rest)):
+            raise ValueError(f"probabilities must be finite and >= 0, got {dict(self.probabilities)}, rest {self.rest}")
         object.__setattr__(self, "probabilities", MappingProxyType(dict(self.probabilities)))
         object.__setattr__(self, "logit_bias", MappingProxyType(dict(self.logit_bias)))
         if self.bounds is not None:
@@ -166,8 +168,13 @@ def distribution_from_logits(
     row = np.asarray(logits, dtype=np.float64).reshape(-1) / temperature
     names = list(tokens.ids)
     ids = np.array([tokens.ids[name] for name in names], dtype=np.intp)
-    if not np.all(np.isfinite(row[ids])):
-        raise ConfigError("the model produced non-finite logits for a decision token")
+    # NaN anywhere (or +inf) poisons the softmax's max and sum: every probability would be NaN, and
+    # NaN >= threshold is False, so every category would stay silent and the request be answered
+    if np.isnan(row).any() or np.isposinf(row).any() or not np.all(np.isfinite(row[ids])):
+        raise BackendError(
+            "the model produced unusable logits (NaN or +inf in the vocabulary, or a non-finite "
+            "decision-token logit): an overflow in its dtype, or broken weights"
+        )
     weights = np.exp(row - np.max(row))
     decision = weights[ids]
     weights[ids] = 0.0

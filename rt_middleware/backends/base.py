@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Literal, TypeVar, overload
 
 from rt_middleware.distribution import FirstTokenDistribution, check_sampling
@@ -116,10 +118,11 @@ class GenerationOptions:
     """Seconds for the whole continuation; None uses the backend's `timeout`."""
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, Integral) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0 and 0 < self.top_p <= 1):
+            raise ValueError(f"temperature must be finite and >= 0 and top_p in (0, 1], got {self.temperature!r}, "
+                             f"{self.top_p!r}")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {self.timeout}")
 

@@ -245,12 +245,9 @@ class HFBackend(BaseBackend):
         return self.model.get_input_embeddings().weight.device
 
     def _distribution(self, row: Any, temperature: float, logit_bias: Mapping[str, float], n: int) -> FirstTokenDistribution:
-        try:
-            return distribution_from_logits(
-                row, self.tokens, temperature=temperature, logit_bias=logit_bias, prompt_tokens=n
-            )
-        except ConfigError as exc:  # non-finite logits: the model failed, not the configuration
-            raise BackendError(f"the model's logits are unusable: {exc}") from exc
+        return distribution_from_logits(
+            row, self.tokens, temperature=temperature, logit_bias=logit_bias, prompt_tokens=n
+        )
 
     def _prefill_ids(self, ids: list[int], temperature: float, logit_bias: Mapping[str, float]) -> Prefill:
         from transformers import DynamicCache

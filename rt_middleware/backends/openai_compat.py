@@ -125,6 +125,8 @@ def distribution_from_logprobs(
     piling it into as few tokens as `cap` allows; the estimate uses the midpoint, `bounds` both ends.
     """
     bias = dict(logit_bias or {})
+    if not all(lp <= 1e-6 for lp in (*decision_logprobs.values(), *others)):  # False for NaN too
+        raise BackendError(f"the engine returned unusable log-probabilities: {dict(decision_logprobs)}")
     probs = {name: math.exp(lp) for name, lp in decision_logprobs.items()}
     known = sum(probs.values()) + sum(math.exp(lp) for lp in others)
     rest = max(0.0, 1.0 - sum(probs.values()))

@@ -677,3 +677,24 @@ def test_streamer_decodes_text_with_newlines(tiny_backend, text: str) -> None:
         streamer.put(torch.tensor([token]))
     streamer.end()
     assert "".join(streamer) == tiny_backend.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_a_nan_logit_on_an_ordinary_token_takes_the_fail_mode() -> None:
+    """A broken lm_head row for one non-decision token: the closed tenant refuses, it is not answered."""
+    import torch
+    from tiny_model import GATE_POLICIES
+
+    from rt_middleware.errors import BackendError
+    from rt_middleware.policy import PolicyStore
+    from rt_middleware.router import RefusalRouter
+
+    model, tok = build_tiny()
+    with torch.no_grad():
+        model.lm_head.weight[50] = float("nan")
+    backend = HFBackend(model, tok, model_name="tiny")
+    assert 50 not in set(backend.tokens.ids.values())
+    with pytest.raises(BackendError, match="unusable logits"):
+        backend.prefill("hello there")
+    policies = PolicyStore.from_dict({"tenants": {"open": GATE_POLICIES["tenants"]["open"]}})
+    decision = RefusalRouter(backend=backend, policies=policies).decide("hello there", tenant_id="open")
+    assert (decision.action, decision.reason) == ("refuse", "backend_error")

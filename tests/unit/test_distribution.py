@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from rt_middleware import ConfigError, FirstTokenDistribution, RefusalTokenSchema
 from rt_middleware.distribution import distribution_from_logits
+from rt_middleware.errors import BackendError
 
 SCHEMA = RefusalTokenSchema.coconot()
 TOKENS = SCHEMA.resolve(lambda t: [100 + SCHEMA.tokens.index(t)])
@@ -100,3 +101,39 @@ def test_bad_bias_key_and_value() -> None:
         distribution_from_logits(np.zeros(120), TOKENS, logit_bias={"respond": math.inf})
     with pytest.raises(ConfigError, match="unknown decision tokens"):
         FirstTokenDistribution(probabilities={"respond": 1.0}).with_bias({"x": 1.0})
+
+
+@pytest.mark.parametrize(("where", "value"), [(5, math.nan), (5, math.inf), (TOKENS.ids["respond"], math.nan),
+                                              (TOKENS.ids["respond"], -math.inf)])
+def test_unusable_logits_are_a_backend_error_not_nan_probabilities(where: int, value: float) -> None:
+    """One NaN on an ordinary token made every probability NaN, and NaN >= threshold never fires:
+    the request was answered whatever the policy said. Now the backend fails, so the fail mode decides."""
+    row = np.zeros(120)
+    row[where] = value
+    with pytest.raises(BackendError, match="unusable logits"):
+        distribution_from_logits(row, TOKENS)
+
+
+def test_masked_tokens_at_minus_infinity_are_fine() -> None:
+    row = np.zeros(120)
+    row[:50] = -math.inf  # a model that masks part of its vocabulary
+    assert sum(distribution_from_logits(row, TOKENS).probabilities.values()) == pytest.approx(6 / 70)
+
+
+def test_a_distribution_cannot_hold_nan() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        FirstTokenDistribution(probabilities={"respond": math.nan, "refuse": 0.5})
+    from rt_middleware.backends.openai_compat import distribution_from_logprobs
+
+    with pytest.raises(BackendError, match="unusable log-probabilities"):
+        distribution_from_logprobs({"respond": math.nan, "refuse": -1.0})
+
+
+@pytest.mark.parametrize("bad", [{"temperature": math.nan}, {"temperature": math.inf}, {"max_new_tokens": 2.5},
+                                 {"max_new_tokens": True}, {"max_new_tokens": 0}, {"top_p": math.nan}])
+def test_generation_options_reject_what_no_backend_can_honour(bad: dict) -> None:
+    from rt_middleware.backends import GenerationOptions
+
+    with pytest.raises(ValueError, match="must be"):
+        GenerationOptions(**bad)
+    assert GenerationOptions(max_new_tokens=np.int64(4)).max_new_tokens == 4
