@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,46 @@ def test_default_model_through_the_gateway(tmp_path: Path) -> None:
             openai.OpenAI(base_url=url, api_key="rt-wrong", max_retries=0).models.list()
     finally:
         served.stop()
+
+
+def test_a_client_that_hangs_up_stops_its_non_streamed_answer(tmp_path: Path) -> None:
+    """A non-streamed answer has nothing to send until it ends; the gateway must notice the client left."""
+    import re
+
+    import httpx
+
+    from rt_middleware.backends import GenerationOptions
+    from rt_middleware.integrations.server import KeyStore, ServerSettings, add_key, create_app
+    from rt_middleware.loading import load_backend
+    from rt_middleware.policy import PolicyStore
+    from rt_middleware.router import RefusalRouter
+
+    backend = load_backend("default:llamacpp", pool_size=1)
+    messages = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
+    tokens = 200
+    prefill = backend.prefill(messages)
+    assert backend.complete(prefill, options=GenerationOptions(max_new_tokens=tokens)).finish_reason == "length"
+    slot = backend._pool.slots[0].llm
+    prompt = len(prefill.input_ids)
+    assert slot.n_tokens == prompt + tokens  # the whole answer, read straight from the engine: 200 tokens, no EOS
+    store = PolicyStore.from_dict({"tenants": {"open": {"categories": {
+        c: {"action": "refuse", "threshold": 1.0} for c in backend.schema.category_names}}}})
+    keys = tmp_path / "keys.json"
+    key = add_key(keys, "open")
+    router = RefusalRouter(backend=backend, policies=store)
+    served = Served(create_app(router, KeyStore.from_file(keys), ServerSettings(watch_policy=False)))
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{served.url}/v1/chat/completions", json={"messages": messages, "max_tokens": tokens},
+                       headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(60, read=1.0))
+        for _ in range(600):
+            metrics = httpx.get(f"{served.url}/metrics").text
+            if re.search(r"^rt_requests_in_flight 0\.0$", metrics, re.M):
+                break
+            time.sleep(0.05)
+        assert re.search(r"^rt_requests_in_flight 0\.0$", metrics, re.M)
+        assert backend._pool.slots[0].busy is False
+        assert slot.n_tokens < prompt + tokens  # generation stopped part-way, not at max_tokens
+    finally:
+        served.stop()
+        backend.close()
