@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from rt_middleware.cli._eval_common import distributions, drop_too_long, load_policy, print_isolation
 from rt_middleware.cli._options import (
@@ -187,7 +189,7 @@ def calibrate_command(
         )
     _print(fit, report, out, tenant, isolation_coverage)
     for kind, path in files.items():
-        console.print(f"[dim]{kind}:[/] {path}", highlight=False)
+        console.print(f"[dim]{kind}:[/] {escape(str(path))}", highlight=False)
 
 
 def _write_report(
@@ -230,7 +232,7 @@ def _write_report(
 def _print(fit: CalibrationFit, report: HeldOutReport, out: Path, tenant: str, coverage: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"calibrated tenant {tenant!r} -> {out}")
+    table = Table(title=Text(f"calibrated tenant {tenant!r} -> {out}"))  # never markup
     for column in ("category", "target", "threshold", "cal.", "held-out", "95% CI", "|err|", "n"):
         table.add_column(column, justify="left" if column == "category" else "right")
     for category, item in fit.fits.items():

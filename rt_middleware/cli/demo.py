@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from rt_middleware.cli._options import DeviceOption, DtypeOption, load_model
 from rt_middleware.cli.app import app
@@ -80,7 +82,7 @@ def _show_tenant(router: Any, tenant: str, answers: dict[str, str]) -> None:
     from rt_middleware.tokens import RESPOND
 
     note = TENANT_NOTES.get(tenant, "")
-    table = Table(title=f"tenant [bold]{tenant}[/]: {note}", show_lines=True, expand=True)
+    table = Table(title=f"tenant [bold]{escape(tenant)}[/]: {escape(note)}", show_lines=True, expand=True)
     table.add_column("prompt", ratio=4)
     table.add_column("p(respond)\ntop refusal", ratio=2)
     table.add_column("decision", ratio=2)
@@ -101,7 +103,7 @@ def _show_tenant(router: Any, tenant: str, answers: dict[str, str]) -> None:
         table.add_row(
             f"{prompt}\n[dim]expected: {_short(expected)}[/]",
             f"{probs[RESPOND]:.2f}\n{_short(category)} {probs[category]:.2f}",
-            f"[{style}]{what}[/]",
-            " ".join(text.split()),
+            f"[{style}]{escape(what)}[/]",
+            Text(" ".join(text.split())),  # the model's answer is text, never markup
         )
     console.print(table)

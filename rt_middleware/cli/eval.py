@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from rt_middleware.cli._eval_common import distributions, drop_too_long, fmt, load_policy, print_isolation
 from rt_middleware.cli._options import (
@@ -37,13 +39,13 @@ if TYPE_CHECKING:
 def print_eval(result: EvalResult, title: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=Text(title))  # dataset, model and tenant names are text, never markup
     for column in ("label", "n", "refused", "rate", "95% CI"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for label, rate in result.rates.items():
         lo, hi = rate.interval
         name = "respond (false refusals)" if label == "respond" else label
-        table.add_row(name, str(rate.total), str(rate.count), fmt(rate.value), f"{fmt(lo)} - {fmt(hi)}")
+        table.add_row(Text(name), str(rate.total), str(rate.count), fmt(rate.value), f"{fmt(lo)} - {fmt(hi)}")
     console.print(table)
     b = result.binary
     auc = f"  AUC={result.roc.auc:.3f}" if result.roc else ""
@@ -185,12 +187,11 @@ def eval_command(
     if result.openers is not None:
         print_openers(result.openers, title=f"answers after [respond] that open with refusal text ({name})")
     for kind, path in paths.items():
-        console.print(f"[dim]{kind}:[/] {path}", highlight=False)
+        console.print(f"[dim]{kind}:[/] {escape(str(path))}", highlight=False)
 
 
 def print_openers(openers: dict[str, Any], title: str, examples: int = 3) -> None:
     """Overall and per-group opener rates, then a few detected answers (prompt and answer cut short)."""
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=escape(title))

@@ -83,21 +83,23 @@ def _label(name: str) -> str:
 
 def print_decision(decision: dict, text: str) -> None:
     """A probabilities table, the decision line and the answer (or the route that fired)."""
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     title = f"tenant {decision['tenant']} · policy {decision['policy_version']}"
     if decision.get("requested_tenant"):
         title += f" · requested {decision['requested_tenant']}"
-    table = Table(title=title)
+    table = Table(title=Text(title))  # names from the policy file are text, never markup
     table.add_column("decision token")
     table.add_column("probability", justify="right")
     for name, p in sorted(decision["probabilities"].items(), key=lambda kv: -kv[1]):
-        table.add_row(_label(name), f"{p:.4f}")
+        table.add_row(Text(_label(name)), f"{p:.4f}")
     console.print(table)
     what = decision["action"] + (f" ({_label(decision['category'])})" if decision["category"] else "")
-    console.print(f"[bold]decision:[/] {what}  [dim]reason={decision['reason']}[/]", highlight=False, markup=True)
+    console.print(f"[bold]decision:[/] {escape(what)}  [dim]reason={decision['reason']}[/]", highlight=False)
     if decision["action"] == "route":
-        console.print(f"[bold]route:[/] {ROUTE_NOTE.format(route=decision['route'])}", highlight=False)
+        console.print(f"[bold]route:[/] {escape(ROUTE_NOTE.format(route=decision['route']))}", highlight=False)
     else:
         console.print("[bold]answer:[/] ", end="", highlight=False)
         console.print(text, highlight=False, markup=False)

@@ -112,3 +112,16 @@ def test_route_takes_device_and_dtype(tiny_dir: Path, tmp_path: Path) -> None:
     assert all(abs(wide_probs[k] - plain[k]) < 1e-4 for k in plain)
     bad = runner.invoke(app, [*base, "--dtype", "float7"])
     assert bad.exit_code == 2 and "float7" in bad.output and "Traceback" not in bad.output
+
+
+def test_names_from_the_policy_are_printed_as_text_not_rich_markup(tiny_dir: Path, tmp_path: Path) -> None:
+    """A version, tenant or route holding "[/]" crashed the table (MarkupError); "[i]" vanished."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({"version": "v1 [/]", "tenants": {
+        "[i]ask": {"categories": {c: {"action": "route", "threshold": 0.0, "route": "clarify[/]"}
+                                  for c in COCONOT_CATEGORIES}},
+    }}))
+    out = runner.invoke(app, ["route", "hello", "--policy", str(policy), "--model", str(tiny_dir), "--tenant", "[i]ask"])
+    assert out.exit_code == 0, out.output
+    assert "tenant [i]ask · policy v1 [/]" in out.stdout
+    assert "route 'clarify[/]' fired" in out.stdout
