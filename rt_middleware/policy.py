@@ -172,8 +172,11 @@ class PolicyFile(BaseModel):
     @field_validator("version", mode="before")
     @classmethod
     def _numeric_version(cls, value: Any) -> Any:
-        # `version: 3` in YAML is an int; a version is a label, so accept numbers as text
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        # `version: 3` in YAML is an int; a version is a label, so accept whole numbers as text. A
+        # float is refused: YAML has already turned 1.10 into 1.1, so its text is lost
+        if isinstance(value, float):
+            raise ValueError(f"version {value!r} was read as a number; quote it (version: \"...\") to keep its text")
+        if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
 

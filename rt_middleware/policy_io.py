@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from rt_middleware.errors import ConfigError
 from rt_middleware.policy import PolicyStore, TenantPolicy
 
 __all__ = ["write_policy", "write_policy_file"]
@@ -23,7 +24,16 @@ def write_policy_file(path: Path, data: dict[str, Any], *, header: str = "") -> 
     file it replaces (0644 for a new one).
     """
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    text = comment + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(body) != data:  # e.g. U+0085 written raw reads back as a line break
+        body = yaml.safe_dump(data, sort_keys=False, allow_unicode=False)  # every non-ASCII escaped
+    try:
+        _replace_atomically(path, comment + body)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the policy file {path}: {exc.strerror or exc}") from exc
+
+
+def _replace_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

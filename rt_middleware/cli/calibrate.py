@@ -27,7 +27,7 @@ from rt_middleware.cli._options import (
     load_model,
 )
 from rt_middleware.cli.app import app
-from rt_middleware.cli.common import console, user_errors
+from rt_middleware.cli.common import check_writable, console, user_errors
 
 if TYPE_CHECKING:
     from rt_middleware.calibration import CalibrationFit
@@ -123,6 +123,10 @@ def calibrate_command(
             raise CalibrationError(
                 "give --target 'Category name=rate' (repeatable), or --max-false-refusal alone for one shared threshold"
             )
+        if max_false_refusal is not None and not 0.0 <= max_false_refusal <= 1.0:  # NaN included
+            raise CalibrationError(f"--max-false-refusal must be a rate in [0, 1], got {max_false_refusal}")
+        check_writable(out)
+        check_writable(report_dir or _report_dir(out), folder=True)
         backend = load_model(model, device=device, dtype=dtype)
         categories = backend.schema.category_names
         targets = parse_targets(target, categories) if target else {}
@@ -174,7 +178,7 @@ def calibrate_command(
             written, cal_table, cal_labels, held_table, held_labels, expected, coverage=isolation_coverage
         )
         files = _write_report(
-            report_dir or out.with_name(f"{out.stem}_report"),
+            report_dir or _report_dir(out),
             fit,
             report,
             {
@@ -190,6 +194,10 @@ def calibrate_command(
     _print(fit, report, out, tenant, isolation_coverage)
     for kind, path in files.items():
         console.print(f"[dim]{kind}:[/] {escape(str(path))}", highlight=False)
+
+
+def _report_dir(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_report")
 
 
 def _write_report(

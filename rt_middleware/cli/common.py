@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from rt_middleware.errors import RTError
+from rt_middleware.errors import ConfigError, RTError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -31,3 +33,20 @@ def user_errors() -> Iterator[None]:
     except RTError as exc:
         err_console.print(error_line(exc), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
+
+
+def check_writable(path: Path, *, folder: bool = False) -> None:
+    """Fail before minutes of model work, not after: `path` (a folder with `folder`, else a file)
+    must be creatable. Probes by creating what is missing and one temporary file, then removes them."""
+    where = path if folder else path.parent
+    missing = [p for p in (where, *where.parents) if not p.exists()]
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".rt-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write {'into ' if folder else ''}{path}: {exc.strerror or exc}") from None
+    finally:
+        for created in missing:  # innermost first: each is empty once its child is gone
+            with contextlib.suppress(OSError):
+                created.rmdir()

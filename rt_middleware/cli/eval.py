@@ -27,7 +27,7 @@ from rt_middleware.cli._options import (
     runs_on_llamacpp,
 )
 from rt_middleware.cli.app import app
-from rt_middleware.cli.common import console, user_errors
+from rt_middleware.cli.common import check_writable, console, user_errors
 
 if TYPE_CHECKING:
     from rt_middleware.backends.base import BaseBackend
@@ -131,12 +131,16 @@ def eval_command(
     )
 
     with user_errors():
+        if out is not None:
+            check_writable(out, folder=True)
         backend = load_model(model, device=device, dtype=dtype)
         categories = backend.schema.category_names
         store, used_tenant, tenant_policy = load_policy(policy, tenant, categories)
         name, rows = load_eval_rows(
             dataset, categories=categories, split=split, holdout_fraction=holdout_fraction, seed=seed
         )
+        if out is None:
+            check_writable(Path("rt-eval") / name, folder=True)
         rows = drop_too_long(backend, rows, name)
         dists = distributions(
             backend,

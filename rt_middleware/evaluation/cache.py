@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from rt_middleware.distribution import FirstTokenDistribution
 from rt_middleware.errors import ConfigError
 from rt_middleware.messages import as_conversation
 from rt_middleware.paths import cache_root
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DistributionCache",
@@ -74,18 +77,32 @@ class DistributionCache:
             self._load(self.path)
 
     def _load(self, path: Path) -> None:
-        with path.open(encoding="utf-8") as fh:
-            for line_no, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                    self._entries[record["key"]] = FirstTokenDistribution.from_dict(record["distribution"])
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise ConfigError(
-                        f"{path}:{line_no}: corrupt distribution cache line ({exc}); delete the file "
-                        "or pass another --cache"
-                    ) from None
+        raw = path.read_bytes()
+        complete, _, tail = raw.rpartition(b"\n")
+        if tail.strip():  # a writer killed mid-line: drop that line so later appends start clean
+            try:
+                json.loads(tail)
+            except ValueError:
+                logger.warning("%s: dropping a cut-off last line (an interrupted run); the lines before it are kept", path)
+                with path.open("r+b") as fh:
+                    fh.truncate(len(complete) + 1 if complete else 0)
+            else:  # whole, only its newline missing: add it, or the next append would join the line
+                with path.open("ab") as fh:
+                    fh.write(b"\n")
+                complete = raw
+        for line_no, text in enumerate(complete.decode("utf-8").splitlines(), start=1):
+            if not text.strip():
+                continue
+            try:
+                self._add(json.loads(text))
+            except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+                raise ConfigError(
+                    f"{path}:{line_no}: corrupt distribution cache line ({exc}); delete the file "
+                    "or pass another --cache"
+                ) from None
+
+    def _add(self, record: dict) -> None:
+        self._entries[record["key"]] = FirstTokenDistribution.from_dict(record["distribution"])
 
     def __len__(self) -> int:
         return len(self._entries)

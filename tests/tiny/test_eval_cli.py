@@ -442,3 +442,38 @@ def test_eval_of_benign_prompts_reports_the_opener_rate(tiny_dir: Path, tmp_path
     report = json.loads((out / "report.json").read_text())
     assert report["openers"] is None and report["mode"] == "first-token"
     assert not (out / "openers.jsonl").exists()
+
+
+def test_a_cache_cut_off_mid_line_keeps_its_whole_lines(tiny_backend, tmp_path: Path) -> None:
+    """A run killed while appending leaves half a line; the next run keeps the rest and appends cleanly."""
+    path = tmp_path / "c.jsonl"
+    prompts = ["hello world", "bake bread", "draw me a picture"]
+    first = cached_distributions(tiny_backend, prompts, cache=DistributionCache(path), progress=False)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 40])  # the last line loses its end
+    cache = DistributionCache(path)
+    assert len(cache) == 2
+    again = cached_distributions(tiny_backend, prompts, cache=cache, progress=False)
+    assert again[:2] == first[:2] and len(DistributionCache(path)) == 3  # two from the file, one recomputed
+    assert again[2].probabilities == pytest.approx(first[2].probabilities, rel=1e-5)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # whole, only the final newline missing
+    assert len(DistributionCache(path)) == 3
+    cached_distributions(tiny_backend, ["one more"], cache=DistributionCache(path), progress=False)
+    assert len(DistributionCache(path)) == 4
+
+
+@pytest.mark.parametrize("command", ["calibrate", "eval"])
+def test_an_unwritable_out_fails_before_the_model_loads(tmp_path: Path, command: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = (["calibrate", "--out", str(blocker / "p.yaml"), "--max-false-refusal", "0.1"] if command == "calibrate"
+            else ["eval", "--dataset", "coconot", "--out", str(blocker / "ev")])
+    result = runner.invoke(app, [*args, "--model", str(tmp_path / "no-such-model")])
+    assert result.exit_code == 2
+    assert "ConfigError: cannot write" in " ".join(result.stderr.split())  # not the missing model
+
+
+def test_calibrate_rejects_a_budget_that_is_not_a_rate_at_once(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["calibrate", "--out", str(tmp_path / "p.yaml"), "--max-false-refusal", "nan",
+                                 "--model", str(tmp_path / "no-such-model")])
+    assert result.exit_code == 2 and "must be a rate in [0, 1]" in " ".join(result.stderr.split())

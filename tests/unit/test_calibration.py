@@ -368,3 +368,20 @@ def test_bad_inputs_are_typed_errors() -> None:
     )
     with pytest.raises(CalibrationError, match="nothing to fit"):
         fit_false_refusal_budget(table, labels, 0.1, everything_answered)
+
+
+def test_written_messages_read_back_unchanged_whatever_their_characters(tmp_path: Path) -> None:
+    """YAML writes U+0085 raw when allowed to, and reads it back as a line break."""
+    path = tmp_path / "policy.yaml"
+    for message in ("a\x85b", "é \u2028 x\ty", "plain"):
+        policy = TenantPolicy(refusal_message=message)
+        assert write_policy(path, "t", policy).get("t").refusal_message == message
+
+
+def test_an_unwritable_policy_file_is_a_config_error(tmp_path: Path) -> None:
+    from rt_middleware.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot write the policy file"):
+        write_policy(blocker / "policy.yaml", "t", TenantPolicy())

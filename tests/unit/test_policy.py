@@ -386,3 +386,13 @@ def test_from_text_with_lone_surrogates_is_a_policy_error() -> None:
     for text in ("tenants: {caf\ud800: {}}\n", "tenants: {caf\udce9: {}}\n"):
         with pytest.raises(PolicyError, match="not UTF-8"):
             PolicyStore.from_text(text)
+
+
+def test_a_version_yaml_read_as_a_float_must_be_quoted(tmp_path: Path) -> None:
+    """`version: 1.10` reaches us as 1.1: two versions would look the same in decisions and audits."""
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1.10\ntenants:\n  a: {}\n")
+    with pytest.raises(PolicyError, match="quote it"):
+        PolicyStore.from_file(path)
+    path.write_text("version: '1.10'\ntenants:\n  a: {}\n")
+    assert PolicyStore.from_file(path).version == "1.10"
