@@ -42,10 +42,18 @@ estimated from the known values and bounded over how the unknown mass may be spr
 distribution is marked ``exact=False`` with ``bounds`` per decision name (the decision carries the
 same in ``extras``).
 
+Context: prompts are bounded like the in-process backends bound them (PromptTooLongError, and the
+continuation's ``max_tokens`` clipped to the room left), by the smallest of the tokenizer's trained
+context (the GGUF's ``<arch>.context_length`` or the HF config's ``max_position_embeddings``),
+vLLM's ``max_model_len`` from ``/v1/models`` (read when the backend asks that list, i.e. unless
+both `engine` and `model` are given), and the ``max_context`` option. llama-cpp-python's server
+does not report its ``--n_ctx``: pass it as ``max_context`` when it is below the trained context.
+
 Errors: connection failures -> BackendUnavailableError, timeouts -> BackendTimeoutError, other
 engine errors -> BackendError; connection failures and 502/503/504 are retried a bounded number of
-times with exponential backoff (tenacity) before that. The router turns each into the tenant's
-fail mode.
+times with exponential backoff (tenacity) before that. A continuation stream that ends with neither
+a ``finish_reason`` nor ``[DONE]`` (the engine died or dropped the connection) is a retryable
+BackendError, never a normal stop. The router turns each into the tenant's fail mode.
 """
 
 from __future__ import annotations
@@ -168,6 +176,20 @@ class _Remote:
     ids: tuple[int, ...]
 
 
+def _trained_context(llm: Llama) -> int | None:
+    """The GGUF's trained context length. A vocabulary-only Llama's ``n_ctx()`` is llama.cpp's default
+    context (512), not the model's, so it must not bound prompts."""
+    metadata = llm.metadata
+    arch = metadata.get("general.architecture", "llama")
+    length = metadata.get(f"{arch}.context_length")
+    return int(length) if length is not None else None
+
+
+def _tightest(*limits: int | None) -> int | None:
+    """The smallest of the context limits that are known (None: no limit known)."""
+    return min((limit for limit in limits if limit is not None), default=None)
+
+
 def _server_ids(llm: Llama, text: str) -> list[int]:
     """The ids llama-cpp-python's server (0.3.36, `Llama._create_completion`) makes of a text prompt:
     optional BOS/CLS, the text with special tokens on, optional EOS/SEP."""
@@ -214,6 +236,9 @@ class OpenAICompatibleBackend(BaseBackend):
     served model's tokenizer. (`rt_middleware.load_backend("openai:URL")` passes the shipped default
     model's GGUF when given none or ``"default"``: the backends do not know the default model.) `engine` is one of
     ENGINES or ``"auto"`` (from ``/v1/models``' ``owned_by``); llama-cpp-python needs a GGUF tokenizer.
+    `max_context` bounds prompt + continuation in tokens: the engine's context when it is below the
+    tokenizer's trained context and the engine does not report it (llama-cpp-python's ``--n_ctx``;
+    vLLM's ``max_model_len`` is read from ``/v1/models`` when that list is asked).
     `timeout` bounds each HTTP read; `retries` re-sends after connection failures and 502/503/504,
     waiting `backoff` seconds doubled each time. `transport` replaces httpx's (proxies, TLS, tests).
     """
@@ -232,6 +257,7 @@ class OpenAICompatibleBackend(BaseBackend):
         retries: int = 2,
         backoff: float = 0.2,
         top_logprobs: int = 20,
+        max_context: int | None = None,
         model_name: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -239,6 +265,8 @@ class OpenAICompatibleBackend(BaseBackend):
         self._tenacity = require("tenacity", extra="server", feature="OpenAICompatibleBackend")
         if retries < 0 or backoff < 0 or timeout <= 0:
             raise ConfigError("retries and backoff must be >= 0 and timeout > 0")
+        if max_context is not None and max_context < 1:
+            raise ConfigError(f"max_context must be a positive number of tokens, got {max_context}")
         if engine not in (*ENGINES, "auto"):
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or 'auto', got {engine!r}")
         self.base_url = base_url.rstrip("/")
@@ -254,12 +282,12 @@ class OpenAICompatibleBackend(BaseBackend):
         self._vocab_llm: Llama | None = None
         self.encoder = self._load_encoder(tokenizer, schema)
         self.tokens = self.encoder.tokens
-        self.max_context = self.encoder.max_context
         self.vocab_size = self._vocab_size()
+        served_context = None
         if engine == "auto" or model is None:
-            detected, served = self._describe_server()
+            detected, model, served_context = self._describe_server(model)
             engine = detected if engine == "auto" else engine
-            model = model or served
+        self.max_context = _tightest(max_context, served_context, self._model_context())
         self.engine: Engine = engine  # type: ignore[assignment]
         self.model = model
         if self.engine == "llama-cpp-python" and self._vocab_llm is None:
@@ -302,17 +330,28 @@ class OpenAICompatibleBackend(BaseBackend):
         tokenizer = getattr(self.encoder, "tokenizer", None)
         return len(tokenizer) if tokenizer is not None else None
 
-    def _describe_server(self) -> tuple[Engine, str]:
+    def _model_context(self) -> int | None:
+        """The tokenizer's trained context (a vocabulary-only GGUF's own n_ctx is not the model's)."""
+        if self._vocab_llm is not None:
+            return _trained_context(self._vocab_llm)
+        return self.encoder.max_context
+
+    def _describe_server(self, model: str | None) -> tuple[Engine, str, int | None]:
+        """The engine, the served model id (`model`, else the first listed) and its context if listed."""
         body = self._request("GET", "/models")
         try:
-            first = body["data"][0]
-            owner, served = str(first.get("owned_by", "")), str(first["id"])
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"{self.base_url}/models lists no model") from exc
+            entries = body["data"]
+            served = model if model is not None else str(entries[0]["id"])
+            entry = next((e for e in entries if str(e["id"]) == served), entries[0])
+            owner = str(entry.get("owned_by", ""))
+            listed = entry.get("max_model_len") if str(entry["id"]) == served else None  # vLLM's
+            context = int(listed) if listed is not None else None
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BackendError(f"{self.base_url}/models lists no usable model: {exc!r}") from exc
         if owner == "vllm":
-            return "vllm", served
+            return "vllm", served, context
         if owner == "me":  # what llama-cpp-python's server reports
-            return "llama-cpp-python", served
+            return "llama-cpp-python", served, context
         raise ConfigError(
             f"cannot tell which engine serves {self.base_url} (owned_by={owner!r}); pass engine= one of {ENGINES}"
         )
@@ -509,6 +548,7 @@ class OpenAICompatibleBackend(BaseBackend):
         deadline = None if options.timeout is None else time.monotonic() + options.timeout
         response = self._open_stream(payload, deadline)
         finish = None
+        done = False
         try:
             with self._errors():
                 for line in response.iter_lines():
@@ -517,6 +557,7 @@ class OpenAICompatibleBackend(BaseBackend):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        done = True
                         break
                     chunk = json.loads(data)
                     if "error" in chunk:
@@ -527,6 +568,11 @@ class OpenAICompatibleBackend(BaseBackend):
                         finish = choice.get("finish_reason") or finish
         finally:
             response.close()
+        if finish is None and not done:
+            raise BackendError(
+                f"the engine's stream ended early (no finish_reason and no [DONE] from {self.base_url})",
+                retryable=True,
+            )
         if finish == "length":
             return "context" if params["max_tokens"] < options.max_new_tokens else "length"
         return "stop"

@@ -19,6 +19,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     tokenizer: Annotated[str, typer.Option(help="openai: specs: the served model's GGUF or HF dir.")] = "default",
+    max_context: Annotated[int | None, typer.Option(
+        min=1, help="openai: specs: the engine's context in tokens when below the model's trained one "
+        "(llama-cpp-python's --n_ctx; vLLM reports its max_model_len itself).")] = None,
     max_concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight beyond this get 429.")] = 64,
     deadline: Annotated[float, typer.Option(min=0.1, help="Seconds per request (decision + answer).")] = 60.0,
     body_timeout: Annotated[float, typer.Option(
@@ -49,7 +52,7 @@ def serve(
     with user_errors():
         store = PolicyStore.from_file(policy) if policy else PolicyStore.default()
         key_store = KeyStore.from_file(keys)
-        backend = _load(model, tokenizer, pool_size)
+        backend = _load(model, tokenizer, pool_size, max_context)
         if coalesce_ms is not None:  # a backend that prefills one prompt at a time refuses (ConfigError)
             backend.coalesce_requests(window_ms=coalesce_ms, max_batch_size=coalesce_max_batch)
         router = RefusalRouter(
@@ -68,11 +71,14 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
 
 
-def _load(model: str, tokenizer: str, pool_size: int):
+def _load(model: str, tokenizer: str, pool_size: int, max_context: int | None):
+    from rt_middleware.errors import ConfigError
     from rt_middleware.loading import load_backend
 
     if model.startswith("openai:"):
-        return load_backend(model, tokenizer=tokenizer)
+        return load_backend(model, tokenizer=tokenizer, max_context=max_context)
+    if max_context is not None:
+        raise ConfigError("--max-context is for openai: models; a local model's context is its own")
     if pool_size > 1 and (model.endswith(".gguf") or model == "default:llamacpp"):
         from rt_middleware.backends.llamacpp import LlamaCppBackend
         from rt_middleware.default_model import materialize_default_model

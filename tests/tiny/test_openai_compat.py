@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rt_middleware.backends.base import GenerationOptions
-from rt_middleware.errors import BackendUnavailableError, InvalidInputError
+from rt_middleware.errors import BackendError, BackendUnavailableError, InvalidInputError, PromptTooLongError
 from rt_middleware.policy import PolicyStore
 from rt_middleware.tokens import COCONOT_CATEGORIES
 
@@ -23,6 +23,8 @@ from served import free_port  # noqa: E402
 
 from rt_middleware.backends.llamacpp import LlamaCppBackend  # noqa: E402
 from rt_middleware.backends.openai_compat import OpenAICompatibleBackend  # noqa: E402
+from rt_middleware.loading import load_backend  # noqa: E402
+from rt_middleware.messages import as_conversation  # noqa: E402
 from rt_middleware.router import RefusalRouter  # noqa: E402
 
 PROMPTS = [
@@ -66,6 +68,18 @@ def start_llama_server(gguf: Path, port: int, *extra: str) -> subprocess.Popen:
 def server_url(tiny_gguf: Path) -> Iterator[str]:
     port = free_port()
     proc = start_llama_server(tiny_gguf, port)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def narrow_server_url(tiny_gguf: Path) -> Iterator[str]:
+    """A server whose --n_ctx (128) is below the GGUF's trained context (256), which it does not report."""
+    port = free_port()
+    proc = start_llama_server(tiny_gguf, port, "--n_ctx", "128")
     try:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
@@ -208,9 +222,13 @@ def test_vllm_requests_and_answers_in_its_documented_shape(local, tiny_gguf: Pat
         assert low - 1e-6 <= p <= high + 1e-6
 
 
-def vllm_mock(local: LlamaCppBackend, seen: list[dict]):
+def vllm_mock(
+    local: LlamaCppBackend, seen: list[dict], *, max_model_len: int | None = None, cut_stream: bool = False
+):
     """An httpx handler answering as vLLM's /v1/completions (prompt_logprobs keyed by token id, None at
-    position 0) with the in-process model's true log-probabilities; streams a fixed "Hello"."""
+    position 0) with the in-process model's true log-probabilities; streams a fixed "Hello" (`cut_stream`:
+    the engine dies after "Hel", with no finish_reason and no [DONE]). Its /v1/models lists "m" with
+    `max_model_len` when given, as vLLM does."""
     import json as _json
 
     import numpy as np
@@ -226,12 +244,18 @@ def vllm_mock(local: LlamaCppBackend, seen: list[dict]):
         return row - row.max() - np.log(np.exp(row - row.max()).sum())
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/models"):
+            model = {"id": "m", "object": "model", "owned_by": "vllm"}
+            if max_model_len is not None:
+                model["max_model_len"] = max_model_len
+            return httpx.Response(200, json={"object": "list", "data": [model]})
         body = _json.loads(request.content)
         seen.append(body)
         if body.get("stream"):
-            chunks = [{"choices": [{"index": 0, "text": t, "finish_reason": f}]}
-                      for t, f in (("Hel", None), ("lo", None), ("", "length"))]
-            text = "".join(f"data: {_json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+            pieces = (("Hel", None),) if cut_stream else (("Hel", None), ("lo", None), ("", "length"))
+            chunks = [{"choices": [{"index": 0, "text": t, "finish_reason": f}]} for t, f in pieces]
+            text = "".join(f"data: {_json.dumps(c)}\n\n" for c in chunks)
+            text += "" if cut_stream else "data: [DONE]\n\n"
             return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
         choices = []
         for index, prompt in enumerate(body["prompt"]):
@@ -272,3 +296,90 @@ def test_gateway_salts_vllm_prefix_caches_per_tenant(tiny_gguf: Path, tmp_path: 
         assert salts["a"] != salts["b"] and all(len(s) == 64 for s in salts.values())
     finally:
         served.stop()
+
+
+def test_a_gguf_tokenizer_bounds_prompts_by_its_trained_context(tiny_dir: Path, tmp_path: Path) -> None:
+    """The vocabulary-only Llama behind a GGUF tokenizer reports llama.cpp's default n_ctx (512): it once
+    capped every served model at 512 tokens (the default model, trained for 8192, refused 631 tokens)."""
+    import json
+    import shutil
+
+    from rt_middleware.gguf_export import export_gguf
+
+    long_dir = shutil.copytree(tiny_dir, tmp_path / "tiny-1024")
+    config = json.loads((long_dir / "config.json").read_text())
+    (long_dir / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 1024}))
+    long_gguf = export_gguf(long_dir, tmp_path / "tiny-1024.gguf", dtype="f32")
+    in_process = LlamaCppBackend(long_gguf)
+    seen: list[dict] = []
+    remote = OpenAICompatibleBackend("http://vllm.invalid/v1", tokenizer=long_gguf,
+                                     transport=httpx.MockTransport(vllm_mock(in_process, seen)))
+    assert remote.max_context == in_process.max_context == 1024
+    prompt = "how do i bake bread " * 120
+    assert 512 < len(remote.encode(as_conversation(prompt))) < 1024
+    got = remote.first_token_distribution(prompt)
+    want = in_process.first_token_distribution(prompt)
+    assert got.prompt_tokens == want.prompt_tokens
+    for name, p in want.probabilities.items():
+        assert got.probabilities[name] == pytest.approx(p, abs=1e-6)
+    in_process.close()
+
+
+def test_a_stream_the_engine_cuts_off_is_a_retryable_backend_error(narrow_server_url: str, tiny_gguf: Path) -> None:
+    """Asked for more tokens than its --n_ctx holds, llama-cpp-python's server ends the stream with neither a
+    finish_reason nor [DONE]: that is an engine failure, not a normal stop."""
+    remote = OpenAICompatibleBackend(narrow_server_url, tokenizer=tiny_gguf)  # not told the server's n_ctx
+    prefill = remote.prefill("hello world " * 30)
+    with pytest.raises(BackendError, match="stream ended early") as caught:
+        remote.complete(prefill, options=GenerationOptions(max_new_tokens=200))
+    assert caught.value.retryable
+    remote.close()
+
+
+def test_a_vllm_stream_cut_off_is_a_retryable_backend_error(tiny_gguf: Path) -> None:
+    seen: list[dict] = []
+    handler = vllm_mock(LlamaCppBackend(tiny_gguf, f32_kv_cache=True), seen, cut_stream=True)
+    remote = OpenAICompatibleBackend("http://vllm.invalid/v1", tokenizer=tiny_gguf, transport=httpx.MockTransport(handler))
+    prefill = remote.prefill("how do i bake bread")
+    with pytest.raises(BackendError, match="stream ended early") as caught:
+        remote.complete(prefill, options=GenerationOptions(max_new_tokens=3))
+    assert caught.value.retryable
+
+
+def test_max_context_bounds_prompts_and_answers_like_the_in_process_backend(
+    narrow_server_url: str, tiny_gguf: Path
+) -> None:
+    """Told the server's --n_ctx, a too-long prompt is the request's PromptTooLongError (it was a retryable
+    500), and an answer stops at the context as the in-process backend with the same n_ctx does."""
+    remote = load_backend(f"openai:{narrow_server_url}", tokenizer=tiny_gguf, max_context=128)
+    local = LlamaCppBackend(tiny_gguf, f32_kv_cache=True, n_ctx=128)
+    assert remote.max_context == local.max_context == 128
+    with pytest.raises(PromptTooLongError) as caught:
+        remote.prefill("hello world " * 45)
+    assert caught.value.max_tokens == 128
+    options = GenerationOptions(max_new_tokens=200)
+    prompt = "hello world " * 30
+    want = local.complete(local.prefill(prompt), options=options)
+    got = remote.complete(remote.prefill(prompt), options=options)
+    assert (got.text, got.finish_reason) == (want.text, want.finish_reason)
+    assert got.finish_reason == "context"
+    remote.close()
+    local.close()
+
+
+def test_vllm_max_model_len_bounds_prompts_and_continuations(tiny_gguf: Path) -> None:
+    """vLLM lists each model's max_model_len in /v1/models: prompts and max_tokens are bounded by it."""
+    seen: list[dict] = []
+    handler = vllm_mock(LlamaCppBackend(tiny_gguf, f32_kv_cache=True), seen, max_model_len=64)
+    remote = OpenAICompatibleBackend("http://vllm.invalid/v1", tokenizer=tiny_gguf, transport=httpx.MockTransport(handler))
+    assert (remote.engine, remote.model, remote.max_context) == ("vllm", "m", 64)
+    with pytest.raises(PromptTooLongError):
+        remote.prefill("how do i bake bread " * 20)
+    assert seen == []  # refused before any request
+    prefill = remote.prefill("how do i bake bread")
+    answer = remote.complete(prefill, options=GenerationOptions(max_new_tokens=200))
+    assert seen[-1]["max_tokens"] == 64 - len(prefill.input_ids) - 1
+    assert answer.finish_reason == "context"
+    tighter = OpenAICompatibleBackend("http://vllm.invalid/v1", tokenizer=tiny_gguf, max_context=32,
+                                      transport=httpx.MockTransport(handler))
+    assert tighter.max_context == 32

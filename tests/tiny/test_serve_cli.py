@@ -125,3 +125,12 @@ def test_serve_coalesces_concurrent_requests_on_a_transformers_model(
     refused = subprocess.run([*RT, "serve", "--model", str(tiny_gguf), "--keys", str(keys),
                               "--coalesce-ms", "2"], capture_output=True, text=True)
     assert refused.returncode == 2 and "prefills one prompt at a time" in " ".join(refused.stderr.split())
+
+
+def test_max_context_is_for_served_engines_only(tmp_path: Path, tiny_gguf: Path) -> None:
+    keys = tmp_path / "keys.json"
+    subprocess.run([*RT, "keys", "add", "open", "--keys", str(keys)], check=True, capture_output=True)
+    done = subprocess.run([*RT, "serve", "--model", str(tiny_gguf), "--keys", str(keys), "--max-context", "64"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--max-context is for openai: models" in " ".join(done.stderr.split())
