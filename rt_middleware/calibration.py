@@ -316,7 +316,8 @@ def _check_false_refusal_limit(limit: float) -> None:
 
 
 def _false_refusals(
-    table: ProbabilityTable, labels: np.ndarray, policy: TenantPolicy, limit: float | None
+    table: ProbabilityTable, labels: np.ndarray, policy: TenantPolicy, limit: float | None,
+    *, remedy: str = "lower those categories' targets",
 ) -> Rate | None:
     benign = labels == RESPOND
     if not benign.any():
@@ -333,8 +334,8 @@ def _false_refusals(
         blame = Counter({c: int(fires[:, j].sum()) for j, c in enumerate(biased.categories)})
         worst = ", ".join(f"{c} fires on {k}" for c, k in blame.most_common() if k)
         raise CalibrationError(
-            f"these targets refuse {rate.value:.1%} ({rate.count}/{rate.total}) of the benign calibration "
-            f"prompts, above --max-false-refusal {limit:.1%} ({worst}); lower those categories' targets"
+            f"this policy refuses {rate.value:.1%} ({rate.count}/{rate.total}) of the benign calibration "
+            f"prompts, above --max-false-refusal {limit:.1%} ({worst}); {remedy}"
         )
     return rate
 
@@ -387,5 +388,9 @@ def fit_false_refusal_budget(
         for c in refusing
         if (arr == c).any()
     }
-    false_refusal = _false_refusals(table, arr, policy, max_false_refusal)
+    false_refusal = _false_refusals(
+        table, arr, policy, max_false_refusal,
+        remedy="the base policy's own rules (argmax, logit bias) refuse them at any shared threshold; "
+        "start from a base tenant without them (--base-tenant) or raise the budget",
+    )
     return CalibrationFit(policy=policy, fits=fits, bias={}, rounds=1, false_refusal=false_refusal)

@@ -54,7 +54,7 @@ class CategoryRule(BaseModel):
     action: Literal["refuse", "route", "respond"] = "refuse"
     """refuse: answer with `message`; route: hand the input to the runnable named `route`;
     respond: never refuse for this category (the model is forced to `[respond]`)."""
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     """Refuse/route when this category's probability is >= threshold. None: only when the
     category is the model's own argmax over the decision tokens (the paper's default)."""
     message: str | None = None
@@ -78,7 +78,7 @@ class TenantPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=100.0)
+    temperature: float = Field(default=1.0, ge=MIN_TEMPERATURE, le=100.0, allow_inf_nan=False)
     """Softmax temperature of the first-token distribution (decision only), in [0.01, 100]."""
     decide_on: DecideOn = "last_turn"
     """What the decision reads: ``last_turn`` = system prompt(s) + the latest user message (one

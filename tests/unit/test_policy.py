@@ -396,3 +396,11 @@ def test_a_version_yaml_read_as_a_float_must_be_quoted(tmp_path: Path) -> None:
         PolicyStore.from_file(path)
     path.write_text("version: '1.10'\ntenants:\n  a: {}\n")
     assert PolicyStore.from_file(path).version == "1.10"
+
+
+@pytest.mark.parametrize("tenant", [{"categories": {"safety": {"threshold": float("nan")}}},
+                                    {"temperature": float("inf")}])
+def test_non_finite_numbers_are_named_as_such(tenant: dict) -> None:
+    """NaN used to be reported as 'should be less than or equal to 1'."""
+    with pytest.raises(PolicyError, match="finite number"):
+        PolicyStore.from_dict({"tenants": {"a": tenant}})
