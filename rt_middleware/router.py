@@ -204,6 +204,18 @@ def _refusal_chunk(decision: Decision, **metadata: Any) -> AIMessageChunk:
     )
 
 
+def _as_chunk(piece: Any) -> BaseMessageChunk:
+    """A streamed piece of a delegate's answer as a chunk; a whole message keeps its tool calls,
+    metadata and id, so `stream` gives what `invoke` gives."""
+    if isinstance(piece, BaseMessageChunk):
+        return piece
+    if isinstance(piece, AIMessage):
+        return AIMessageChunk(**piece.model_dump(exclude={"type"}))
+    if isinstance(piece, BaseMessage):
+        return AIMessageChunk(content=piece.content, response_metadata=piece.response_metadata, id=piece.id)
+    return AIMessageChunk(content=str(piece))
+
+
 @dataclasses.dataclass
 class _Request:
     """One request on its way to a decision: who asks, under which policy, what is read."""
@@ -610,11 +622,12 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
         if decision.action == "refuse":
             yield _refusal_chunk(decision, **self._metadata())
             return
-        meta = {"refusal_decision": decision.to_dict(), **self._metadata()}
         delegate = self._delegate(decision)
-        if delegate is not None:
+        if delegate is not None:  # the delegate's answer keeps its own model_name, as in `act`
+            meta: dict[str, Any] = {"refusal_decision": decision.to_dict()}
             chunks: Iterator[Any] = delegate.stream(input, config)
         else:
+            meta = {"refusal_decision": decision.to_dict(), **self._metadata()}
             model_chunks = chunks = self._model_chunks(evaluation)
             try:
                 head = next(chunks, None)  # a failure before any text still gets the fail mode
@@ -629,16 +642,14 @@ class RefusalRouter(RunnableSerializable[RouterInput, BaseMessage]):
                     return
                 if self.respond_with is None:
                     raise BackendError(f"the backend failed while answering: {_error_text(exc)}") from exc
-                meta = {"refusal_decision": failed.to_dict(), **self._metadata()}
+                meta = {"refusal_decision": failed.to_dict()}
                 chunks = self.respond_with.stream(input, config)
             else:
                 chunks = _Prepended(head, model_chunks)
         first = True
         try:
             for piece in chunks:
-                chunk = piece if isinstance(piece, BaseMessageChunk) else AIMessageChunk(
-                    content=piece.text if isinstance(piece, BaseMessage) else str(piece)
-                )
+                chunk = _as_chunk(piece)
                 if first:
                     chunk = chunk.model_copy(update={"response_metadata": {**chunk.response_metadata, **meta}})
                     first = False

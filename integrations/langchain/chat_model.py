@@ -5,15 +5,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
+from langchain_core.callbacks import BaseCallbackManager, CallbackManager, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.language_models.base import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import get_callback_manager_for_config, patch_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
@@ -38,6 +41,10 @@ __all__ = ["ChatRefusalTokens"]
 
 _TENANT = "tenant_id"
 _TOOLS = "tools"
+_CALL_CONFIG = "refusal_call_config"
+"""The model call argument that carries the caller's config to `_generate`/`_stream` (kept out of the
+traced params and the cache key): BaseChatModel passes on only the callbacks, and under `stream` not even those."""
+_PER_CALL = (HANDOFF_KEY, _CALL_CONFIG)
 _VIEWS = 8
 """Backend views (one per distinct tool set) kept per chat model."""
 
@@ -46,13 +53,25 @@ def _configured_tenant(config: RunnableConfig | None) -> str | None:
     return ensure_config(config).get("configurable", {}).get(_TENANT)
 
 
-def _with_tenant(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Carry `configurable.tenant_id` of the call's config into the model call's kwargs."""
-    if kwargs.get(_TENANT) is None:
-        tenant = _configured_tenant(config)
-        if tenant is not None:
-            return {**kwargs, _TENANT: tenant}
-    return kwargs
+def _with_call_config(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The model call's kwargs plus the call's config and its `configurable.tenant_id` (traced)."""
+    config = ensure_config(config)
+    tenant = _configured_tenant(config)
+    if kwargs.get(_TENANT) is None and tenant is not None:
+        kwargs = {**kwargs, _TENANT: tenant}
+    return {**kwargs, _CALL_CONFIG: config}
+
+
+def _streamed_call_config(config: RunnableConfig | None) -> RunnableConfig:
+    """The call's config with the model run's id and callbacks settled before `stream` starts the run.
+
+    langchain-core's `BaseChatModel.stream`/`astream` open the model run but call `_stream` without
+    its run manager; with the run id known and the configured handlers shared, `_nested_config`
+    puts the decision and route runs under that run, as under `invoke`."""
+    config = ensure_config(config)
+    config["callbacks"] = get_callback_manager_for_config(config)
+    config["run_id"] = config.get("run_id") or uuid.uuid4()
+    return config
 
 
 def _as_ai_chunk(chunk: BaseMessageChunk) -> AIMessageChunk:
@@ -103,6 +122,7 @@ class ChatRefusalTokens(BaseChatModel):
     """Use the streaming path inside `invoke` as well."""
 
     _views: dict[str, BaseBackend] = PrivateAttr(default_factory=dict)
+    _views_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -134,30 +154,32 @@ class ChatRefusalTokens(BaseChatModel):
             params["ls_stop"] = stop or self.stop
         return params
 
-    # ---- tenant from the call's config: BaseChatModel does not put it in the context --------------
+    # ---- the call's config: BaseChatModel does not put it in the context -------------------------
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
         stop: list[str] | None = None, **kwargs: Any,
     ) -> AIMessage:
-        return super().invoke(input, config, stop=stop, **_with_tenant(config, kwargs))
+        return super().invoke(input, config, stop=stop, **_with_call_config(config, kwargs))
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
         stop: list[str] | None = None, **kwargs: Any,
     ) -> AIMessage:
-        return await super().ainvoke(input, config, stop=stop, **_with_tenant(config, kwargs))
+        return await super().ainvoke(input, config, stop=stop, **_with_call_config(config, kwargs))
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
         stop: list[str] | None = None, **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        yield from super().stream(input, config, stop=stop, **_with_tenant(config, kwargs))
+        config = _streamed_call_config(config)
+        yield from super().stream(input, config, stop=stop, **_with_call_config(config, kwargs))
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
         stop: list[str] | None = None, **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        async for chunk in super().astream(input, config, stop=stop, **_with_tenant(config, kwargs)):
+        config = _streamed_call_config(config)
+        async for chunk in super().astream(input, config, stop=stop, **_with_call_config(config, kwargs)):
             yield chunk
 
     # ---- tools ----------------------------------------------------------------------------------
@@ -197,11 +219,12 @@ class ChatRefusalTokens(BaseChatModel):
         if not tools:
             return router
         template = template_with_tools(self._template or "", tools, self.router.backend.schema.tokens)
-        views = self._views
-        view = views.pop(template, None) or _with_template(self.router.backend, template)
-        views[template] = view
-        while len(views) > _VIEWS:
-            views.pop(next(iter(views)))
+        with self._views_lock:  # agents call one model from many threads
+            views = self._views
+            view = views.pop(template, None) or _with_template(self.router.backend, template)
+            views[template] = view
+            while len(views) > _VIEWS:
+                views.pop(next(iter(views)))
         return router.model_copy(update={"backend": view})
 
     def _readable(self, messages: list[BaseMessage]) -> list[BaseMessage]:
@@ -247,7 +270,7 @@ class ChatRefusalTokens(BaseChatModel):
         router: RefusalRouter,
         messages: list[BaseMessage],
         kwargs: dict[str, Any],
-        run_manager: CallbackManagerForLLMRun | None,
+        config: RunnableConfig,
     ) -> tuple[Evaluation, int]:
         """(evaluation to act on, prompt tokens prefilled in this call).
 
@@ -262,8 +285,7 @@ class ChatRefusalTokens(BaseChatModel):
                 return handoff.evaluation, 0  # prefilled by the middleware
             evaluation = self._answer_prefill(router, handoff.evaluation, messages)
             return evaluation, _prompt_tokens(evaluation)
-        tenant = kwargs.get(_TENANT) or _configured_tenant(None) or self.tenant_id
-        config = _child_config(run_manager)
+        tenant = kwargs.get(_TENANT) or _configured_tenant(config) or self.tenant_id
         _, policy, _ = router.policies.resolve(tenant)
         decided = decided_messages(messages, getattr(policy, "decide_on", "last_turn"))
         if len(decided) == len(messages):
@@ -275,15 +297,38 @@ class ChatRefusalTokens(BaseChatModel):
         evaluation = self._answer_prefill(router, evaluation, messages)
         return evaluation, decided_tokens + _prompt_tokens(evaluation)
 
+    def _nested_config(
+        self, run_manager: CallbackManagerForLLMRun | None, stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> RunnableConfig:
+        """The caller's config (configurable, tags, metadata) for the runs nested in this model call
+        (the decision, a route), with callbacks under this model's run, as `RefusalRouter` gives them.
+
+        Under `stream`/`astream` there is no run manager: the run is the one `_streamed_call_config`
+        settled, and its inherited metadata gets the LangSmith params as `BaseChatModel` adds them."""
+        config = ensure_config(kwargs.get(_CALL_CONFIG))
+        callbacks = config.get("callbacks")
+        run: BaseCallbackManager
+        if run_manager is not None:
+            run_id, run, metadata = run_manager.run_id, run_manager, run_manager.inheritable_metadata
+        elif isinstance(callbacks, CallbackManager) and config.get("run_id") is not None:
+            run_id, run = config["run_id"], callbacks
+            metadata = {**callbacks.inheritable_metadata, **self._get_ls_params_with_defaults(stop=stop, **kwargs)}
+        else:  # `_generate`/`_stream` called directly: no model run to nest under
+            return config
+        children = CallbackManager(handlers=[], parent_run_id=run_id)
+        children.set_handlers(run.inheritable_handlers)
+        children.add_tags(run.inheritable_tags)
+        children.add_metadata(metadata)
+        return patch_config(config, callbacks=children)
+
     def _prepare(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
-        run_manager: CallbackManagerForLLMRun | None,
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], config: RunnableConfig
     ) -> tuple[RefusalRouter, list[BaseMessage], Evaluation, int]:
         tools = kwargs.get(_TOOLS) or None
         router = self._tools_router(self._acting_router(stop), tools)
         readable = self._readable(messages) if tools or any(isinstance(m, AIMessage) and m.tool_calls
                                                             for m in messages) else messages
-        evaluation, prompt_tokens = self._evaluate(router, readable, kwargs, run_manager)
+        evaluation, prompt_tokens = self._evaluate(router, readable, kwargs, config)
         return router, readable, evaluation, prompt_tokens
 
     def _generate(
@@ -293,8 +338,9 @@ class ChatRefusalTokens(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, run_manager)
-        message = router.act(evaluation, readable)
+        config = self._nested_config(run_manager, stop, kwargs)
+        router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, config)
+        message = router.act(evaluation, readable, config)
         message = _finished(router, message, evaluation, prompt_tokens, parse_tools=bool(kwargs.get(_TOOLS)))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -306,8 +352,9 @@ class ChatRefusalTokens(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         # decided before the first chunk exists
-        router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, run_manager)
-        chunks = (_as_ai_chunk(chunk) for chunk in router.act_stream(evaluation, readable))
+        config = self._nested_config(run_manager, stop, kwargs)
+        router, readable, evaluation, prompt_tokens = self._prepare(messages, stop, kwargs, config)
+        chunks = (_as_ai_chunk(chunk) for chunk in router.act_stream(evaluation, readable, config))
         if kwargs.get(_TOOLS) and evaluation.decision.action == "respond":
             # a tool call is known only once complete: with tools bound an answer is one chunk
             whole = _merged(list(chunks))
@@ -325,9 +372,13 @@ class ChatRefusalTokens(BaseChatModel):
             yield ChatGenerationChunk(message=_finished_chunk(router, last, text, evaluation, prompt_tokens))
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Traced call parameters: never the middleware's hand-off (it holds the decided turn)."""
-        kwargs.pop(HANDOFF_KEY, None)
-        return super()._get_invocation_params(stop=stop, **kwargs)
+        """Traced call parameters: never the middleware's hand-off (it holds the decided turn) nor the
+        caller's config."""
+        return super()._get_invocation_params(stop=stop, **_without_per_call(kwargs))
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        """Cache key: without the hand-off and the caller's config (new objects on every call)."""
+        return super()._get_llm_string(stop=stop, **_without_per_call(kwargs))
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -346,15 +397,9 @@ def _with_template(backend: BaseBackend, template: str) -> BaseBackend:
     return view
 
 
-def _child_config(run_manager: CallbackManagerForLLMRun | None) -> RunnableConfig | None:
-    """Callbacks for runs nested in this model call (LLM run managers have no `get_child`)."""
-    if run_manager is None:
-        return None
-    manager = CallbackManager(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
-    return RunnableConfig(callbacks=manager)
+def _without_per_call(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's kwargs without the objects that live for one call only (`_PER_CALL`)."""
+    return {key: value for key, value in kwargs.items() if key not in _PER_CALL}
 
 
 def _prompt_tokens(evaluation: Evaluation) -> int:
@@ -403,16 +448,19 @@ def _output_tokens(router: RefusalRouter, message: BaseMessage, evaluation: Eval
 def _finished(
     router: RefusalRouter, message: BaseMessage, evaluation: Evaluation, prompt_tokens: int, *, parse_tools: bool
 ) -> AIMessage:
-    """The answer as an AIMessage with usage, finish reason and (tools bound) parsed tool calls."""
+    """The answer as an AIMessage with usage, finish reason and tool calls: a delegate's own, and
+    (tools bound) those parsed from the model's text."""
     metadata = dict(message.response_metadata)
     metadata.setdefault("finish_reason", "stop")
     usage = _usage(prompt_tokens, _output_tokens(router, message, evaluation))
     content: Any = message.content
-    tool_calls: list[Any] = []
-    invalid: list[Any] = []
+    tool_calls: list[Any] = list(message.tool_calls) if isinstance(message, AIMessage) else []
+    invalid: list[Any] = list(message.invalid_tool_calls) if isinstance(message, AIMessage) else []
     if parse_tools and evaluation.decision.action == "respond" and isinstance(content, str):
-        content, tool_calls, invalid = parse_tool_calls(content)
-        if tool_calls:
+        content, parsed, parsed_invalid = parse_tool_calls(content)
+        tool_calls += parsed
+        invalid += parsed_invalid
+        if parsed:
             metadata["finish_reason"] = "tool_calls"
     return AIMessage(content=content, response_metadata=metadata, usage_metadata=usage,
                      tool_calls=tool_calls, invalid_tool_calls=invalid, id=message.id)

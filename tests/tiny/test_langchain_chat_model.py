@@ -11,7 +11,7 @@ from langchain.agents.middleware import ModelFallbackMiddleware, ModelRefusalMid
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.load import dumps, loads
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from tiny_model import GATE_POLICIES, CountingBackend, RecordingBackend
 
 from rt_middleware import PolicyStore, RefusalRouter
@@ -83,6 +83,47 @@ def test_invoke_respond_continues_one_prefill(chat, backend) -> None:
 
 def test_route_answers_with_the_route(chat) -> None:
     assert chat.invoke(PROMPT, cfg("clarify")).text == "WHICH ONE?"
+
+
+HANDOFF = {"name": "handoff", "args": {"to": "human"}, "id": "c1", "type": "tool_call"}
+CALLER = {"configurable": {"tenant_id": "clarify", "ticket": 42}, "tags": ["desk"], "metadata": {"channel": "web"}}
+
+
+def handing_off(backend: CountingBackend, seen: list[RunnableConfig]) -> ChatRefusalTokens:
+    """A chat model whose `clarify` route records its config and answers with a tool call."""
+
+    def hand_off(messages: Any, config: RunnableConfig) -> AIMessage:
+        seen.append(config)
+        return AIMessage("HANDED OFF", tool_calls=[HANDOFF], response_metadata={"model_name": "human-desk"})
+
+    router = RefusalRouter(backend=backend, policies=PolicyStore.from_dict(POLICIES),
+                           routes={"clarify": RunnableLambda(hand_off)})
+    return ChatRefusalTokens(router=router)
+
+
+def every_entry_point(chat: ChatRefusalTokens, config: dict) -> list[AIMessage]:
+    """invoke, stream, ainvoke and astream (streams merged)."""
+
+    async def run() -> list[AIMessage]:
+        return [await chat.ainvoke(PROMPT, config), merged([c async for c in chat.astream(PROMPT, config)])]
+
+    return [chat.invoke(PROMPT, config), merged(list(chat.stream(PROMPT, config))), *asyncio.run(run())]
+
+
+def test_a_route_gets_the_callers_config_on_every_entry_point(backend) -> None:
+    """As through `RefusalRouter.invoke`: configurable, tags and metadata of the call."""
+    seen: list[RunnableConfig] = []
+    every_entry_point(handing_off(backend, seen), CALLER)
+    assert len(seen) == 4
+    for route_config in seen:
+        assert route_config["configurable"] == CALLER["configurable"]
+        assert route_config["tags"] == ["desk"] and route_config["metadata"]["channel"] == "web"
+
+
+def test_a_routed_answer_keeps_its_tool_calls_and_model_name(backend) -> None:
+    for answer in every_entry_point(handing_off(backend, []), cfg("clarify")):
+        assert answer.text == "HANDED OFF" and answer.tool_calls == [HANDOFF]
+        assert answer.response_metadata["model_name"] == "human-desk"
 
 
 def test_refused_stream_is_one_chunk_with_no_model_text(chat) -> None:

@@ -9,6 +9,7 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers import BaseTracer
 from langchain_core.tracers.schemas import Run
 from tiny_model import GATE_POLICIES, CountingBackend
@@ -102,6 +103,38 @@ def test_chat_model_decision_is_a_child_of_the_model_run(router) -> None:
     assert recorder.by_id(decision.parent_run_id).run_type == "llm"
 
 
+@pytest.mark.parametrize(("tenant", "action"), [("block", "refuse"), ("open", "respond")])
+def test_chat_model_streams_nest_the_decision_as_invoke_does(router, tenant: str, action: str) -> None:
+    """langchain-core's `stream`/`astream` call `_stream` without the model run's manager."""
+    chat = ChatRefusalTokens(router=router)
+
+    async def astream(recorder: Recorder) -> None:
+        async for _ in chat.astream(PROMPT, cfg(tenant, recorder)):
+            pass
+
+    invoked, streamed, astreamed = Recorder(), Recorder(), Recorder()
+    chat.invoke(PROMPT, cfg(tenant, invoked))
+    list(chat.stream(PROMPT, cfg(tenant, streamed)))
+    asyncio.run(astream(astreamed))
+    [expected] = invoked.named("refusal_decision")
+    for recorder in (streamed, astreamed):
+        [decision] = recorder.named("refusal_decision")
+        check_decision_run(decision, tenant, action)
+        assert recorder.by_id(decision.parent_run_id).run_type == "llm"
+        assert decision.extra["metadata"] == expected.extra["metadata"]
+
+
+def test_a_route_of_the_chat_model_is_traced_under_its_run(backend) -> None:
+    routes = {"clarify": RunnableLambda(lambda messages: AIMessage("WHICH ONE?"), name="clarify_route")}
+    store = PolicyStore.from_dict({"tenants": {"clarify": GATE_POLICIES["tenants"]["clarify"]}})
+    chat = ChatRefusalTokens(router=RefusalRouter(backend=backend, policies=store, routes=routes))
+    for call in (chat.invoke, lambda text, config: list(chat.stream(text, config))):
+        recorder = Recorder()
+        call(PROMPT, cfg("clarify", recorder))
+        [route] = recorder.named("clarify_route")
+        assert recorder.by_id(route.parent_run_id).run_type == "llm"
+
+
 @pytest.mark.parametrize("trace_payload", [False, True])
 def test_middleware_decision_run_and_what_trace_payload_hides(router, trace_payload: bool) -> None:
     """trace_payload=False keeps the prompt out of the middleware's decision run, and only there."""
@@ -137,4 +170,5 @@ def test_the_hand_off_stays_out_of_the_chat_models_traced_params(router) -> None
     agent.invoke({"messages": [HumanMessage(SECRET)]}, cfg("open", recorder))
     [llm] = [r for r in recorder.runs if r.run_type == "llm"]
     assert "refusal_handoff" not in llm.extra["invocation_params"] and llm.extra["invocation_params"]["tenant_id"] == "open"
+    assert "refusal_call_config" not in llm.extra["invocation_params"]
     assert "refusal_handoff" not in str(llm.extra.get("options")) and "HandOff" not in str(llm.extra)

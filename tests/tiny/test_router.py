@@ -105,6 +105,21 @@ def test_stream_respond_equals_invoke(router: RefusalRouter) -> None:
     assert whole.text == router.invoke("hello world", cfg("open")).text
 
 
+def test_stream_gives_a_routed_message_as_invoke_does(tiny_backend) -> None:
+    """A route's whole message keeps its tool calls and its own model_name when streamed."""
+    handed_off = AIMessage("ROUTED", tool_calls=[{"name": "handoff", "args": {"to": "human"}, "id": "c1"}],
+                           response_metadata={"model_name": "human-desk"})
+    router = RefusalRouter(backend=tiny_backend, policies=PolicyStore.from_dict(POLICIES),
+                           routes={"human": RunnableLambda(lambda x: handed_off)})
+    invoked = router.invoke("hello world", cfg("route"))
+    whole, *rest = router.stream("hello world", cfg("route"))
+    for chunk in rest:
+        whole = whole + chunk
+    assert invoked.tool_calls == whole.tool_calls == [{**handed_off.tool_calls[0], "type": "tool_call"}]
+    assert invoked.response_metadata == whole.response_metadata
+    assert whole.response_metadata["model_name"] == "human-desk" and whole.text == "ROUTED"
+
+
 def test_async_paths(router: RefusalRouter) -> None:
     async def run():
         one = await router.ainvoke("tell me how to build a bomb", cfg("block"))
