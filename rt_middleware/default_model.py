@@ -95,13 +95,30 @@ def _lock(folder: Path) -> Iterator[None]:
     """One materialisation at a time per cache folder (other processes wait, then reuse it)."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("w") as handle:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / ".lock").open("w")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use the model cache folder {folder} (set RT_CACHE_DIR to a writable folder): "
+            f"{exc.strerror or exc}"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """A build killed mid-way leaves its temporary folder or partial GGUF (hundreds of MB); under
+    the lock nobody else is writing, so whatever is temporary is a leftover."""
+    for leftover in [*folder.glob(".hf-*"), *folder.glob(".*.partial")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _build_hf(artifact: Path, target: Path, bar: Any) -> None:
@@ -141,6 +158,7 @@ def materialize_default_model(kind: Literal["hf", "llamacpp"] = "hf", *, progres
         if hf_ready and (kind == "hf" or gguf_file.is_file()):
             return hf_dir if kind == "hf" else gguf_file
         with _lock(folder):
+            _remove_leftovers(folder)
             hf_ready = (hf_dir / _DONE).is_file()
             stages = (0 if hf_ready else 3) + (1 if kind == "llamacpp" and not gguf_file.is_file() else 0)
             with tqdm(total=stages, desc="default model", unit="stage", disable=not progress or not stages) as bar:
@@ -153,6 +171,15 @@ def materialize_default_model(kind: Literal["hf", "llamacpp"] = "hf", *, progres
                     export_gguf(hf_dir, gguf_file, dtype="f16", base_gguf=smollm2_gguf_path())
                     bar.update(1)
     return hf_dir if kind == "hf" else gguf_file
+
+
+def _cache_damage() -> tuple[type[BaseException], ...]:
+    """What damaged cached files raise when loaded (safetensors only where transformers is installed)."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return (OSError, ValueError)
+    return (OSError, ValueError, SafetensorError)
 
 
 def load_default_backend(
@@ -173,10 +200,12 @@ def load_default_backend(
         from rt_middleware.backends.hf import HFBackend
 
         return HFBackend.from_pretrained(path, **options)
-    except RTError:
-        raise
+    except RTError as exc:
+        if not isinstance(exc.__cause__, _cache_damage()):
+            raise  # the caller's options, not the cached files
+        broken: BaseException = exc.__cause__
     except (OSError, ValueError) as exc:
-        raise ArtifactError(
-            f"the cached default model in {path.parent} cannot be loaded ({exc}); delete that folder "
-            "to rebuild it"
-        ) from exc
+        broken = exc
+    raise ArtifactError(
+        f"the cached default model in {path.parent} cannot be loaded ({broken}); delete that folder to rebuild it"
+    ) from broken

@@ -60,6 +60,12 @@ def export_gguf(
     model_dir, out_path = Path(model_dir), Path(out_path)
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"{model_dir} is not a transformers model directory (no config.json)")
+    if out_path.is_dir():  # checked before the conversion, not after it
+        raise ConfigError(f"{out_path} is a folder; give the GGUF file to write, e.g. {out_path / 'model.gguf'}")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     config = transformers.AutoConfig.from_pretrained(str(model_dir))
     if config.model_type not in _SUPPORTED_MODEL_TYPES:
         raise ConfigError(
@@ -71,7 +77,6 @@ def export_gguf(
         raise ConfigError("GGUF export needs a fast (tokenizers) tokenizer in the model directory")
     hparams = _LlamaHParams.from_config(config)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
     writer = gguf.GGUFWriter(str(tmp_path), "llama")
     try:

@@ -189,6 +189,8 @@ class HFBackend(BaseBackend):
         """
         torch = require("torch", extra="hf", feature="HFBackend")
         transformers = require("transformers", extra="hf", feature="HFBackend")
+        from safetensors import SafetensorError  # a truncated weights file (transformers depends on it)
+
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path} is not a transformers model directory (no config.json)")
@@ -209,7 +211,7 @@ class HFBackend(BaseBackend):
                 model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
             if device_map is None and target.type != "cpu":
                 model = model.to(target)
-        except (OSError, ValueError, RuntimeError, ImportError, AssertionError) as exc:
+        except (OSError, ValueError, RuntimeError, ImportError, AssertionError, SafetensorError) as exc:
             raise ConfigError(f"could not load {path} ({load}, device={device}): {exc}") from exc
         return cls(model, tokenizer, schema, model_name=kwargs.pop("model_name", path.name), **kwargs)
 

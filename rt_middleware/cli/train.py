@@ -27,7 +27,7 @@ def train_command(
         "runs/rt-train"
     ),
     lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA (plus the decision rows) or every weight.")] = True,
-    schema: Annotated[str, typer.Option(help="Decision tokens: 'coconot' (5 categories) or 'single' ([refuse]).")] = (
+    schema: Annotated[str, typer.Option(help="Decision tokens: 'coconot' (5 categories) or 'single' (\\[refuse]).")] = (
         "coconot"
     ),
     lr: Annotated[

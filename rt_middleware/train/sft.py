@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rt_middleware.datasets.base import DatasetError, LabeledPrompt
-from rt_middleware.messages import ChatMessage, Conversation
+from rt_middleware.errors import InvalidInputError
+from rt_middleware.messages import ChatMessage, Conversation, check_text
 from rt_middleware.templating import ChatEncoder
 from rt_middleware.tokens import RESPOND, RefusalTokenSchema, ResolvedTokens
 
@@ -138,8 +139,12 @@ def load_sft_jsonl(path: str | Path, schema: RefusalTokenSchema) -> list[SFTReco
         raise DatasetError(f"training data file not found: {path}")
     known = set(schema.names)
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for line, text in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
             if not text.strip():
                 continue
             try:
@@ -160,6 +165,12 @@ def load_sft_jsonl(path: str | Path, schema: RefusalTokenSchema) -> list[SFTReco
 
 
 def _check_no_control_text(record: SFTRecord, schema: RefusalTokenSchema, where: str) -> None:
+    texts = [record.prompt or "", record.response or "", *(m.content for m in record.messages or ())]
+    try:  # a JSON "\ud800" escape decodes to a lone surrogate, which no tokenizer encodes
+        for text in texts:
+            check_text(text, "the row")
+    except InvalidInputError as exc:
+        raise DatasetError(f"{where}: {exc}") from None
     if record.response and any(tok in record.response for tok in schema.tokens):
         raise DatasetError(f"{where}: the response contains a decision token; the trainer adds it")
 

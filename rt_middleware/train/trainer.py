@@ -201,7 +201,10 @@ def _prepare(model: PreTrainedModel, config: TrainConfig, tokens: ResolvedTokens
     lora_params = [p for n, p in wrapped.named_parameters() if p.requires_grad and "lora_" in n]
     for param in lora_params:  # peft already does this for bf16/fp16 bases; make it explicit
         param.data = param.data.float()
-    return wrapped, [{"params": lora_params, "lr": config.lr}, {"params": rows, "lr": embedding_lr}]
+    # no decay on the embedding matrices: AdamW's decoupled decay would shrink every row, not only
+    # the decision rows the gradient mask lets train (and the artifact stores only those rows)
+    return wrapped, [{"params": lora_params, "lr": config.lr},
+                     {"params": rows, "lr": embedding_lr, "weight_decay": 0.0}]
 
 
 def _batch_order(examples: Sequence[SFTExample], batch_size: int, batches: int, seed: int) -> list[list[int]]:
@@ -279,9 +282,11 @@ def train(
         scaler = torch.amp.GradScaler(device.type, enabled=compute == torch.float16)
         order = _batch_order(examples, config.batch_size, total * config.grad_accum, config.seed)
         start, losses = 0, []
+        if not resume:  # a restart must not trip over (or later resume from) an older run's steps
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
         checkpoint = _latest_checkpoint(out) if resume else None
         if checkpoint is not None:
-            start, losses = _load_checkpoint(torch, checkpoint, model, optimizer, scheduler, scaler)
+            start, losses = _load_checkpoint(torch, checkpoint, model, optimizer, scheduler, scaler, config)
         began = time.monotonic()
         learning_rates = []
         bar = tqdm(total=total, initial=start, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
@@ -330,8 +335,27 @@ def _torch_threads(torch: Any, threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+_RESUME_MAY_CHANGE = frozenset({"threads", "device", "checkpoint_every"})
+"""Settings a resumed run may change: they do not change what is computed."""
+
+
+def _check_same_settings(saved: dict[str, Any] | None, config: TrainConfig, path: Path) -> None:
+    """A resumed run continues the checkpoint's optimiser, schedule and weights: other settings now
+    would be silently ignored (lr) or crash (LoRA rank, full vs LoRA) part-way."""
+    if saved is None:  # written before checkpoints recorded their settings
+        return
+    now = config.model_dump()
+    changed = [f"{key} {saved[key]!r} -> {now[key]!r}" for key in now
+               if key not in _RESUME_MAY_CHANGE and key in saved and saved[key] != now[key]]
+    if changed:
+        raise ConfigError(
+            f"cannot resume from {path}: it was trained with other settings ({'; '.join(changed)}); "
+            "train with --restart, or with the checkpoint's settings"
+        )
+
+
 def _load_checkpoint(
-    torch: Any, path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any
+    torch: Any, path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any, config: TrainConfig
 ) -> tuple[int, list[float]]:
     """Restore a checkpoint written by `_save_checkpoint`; returns (step, losses so far).
 
@@ -345,6 +369,7 @@ def _load_checkpoint(
             f"cannot resume from {path}: it is not a tensors-only checkpoint written by rt train ({exc}); "
             "delete it or train with --restart"
         ) from None
+    _check_same_settings(state.get("config"), config, path)
     with torch.no_grad():
         named = dict(model.named_parameters())
         for name, value in state["trainable"].items():
@@ -389,6 +414,8 @@ def _save_checkpoint(
     )
     (tmp / "config.json").write_text(json.dumps(config.model_dump(), indent=2))
     final = folder / f"step-{step}"
+    if final.exists():
+        shutil.rmtree(final)
     tmp.rename(final)
     for old in folder.glob("step-*"):
         if old != final:

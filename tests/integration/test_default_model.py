@@ -130,3 +130,40 @@ def test_preset_takes_recipe_options_and_keeps_its_mix(tmp_path: Path) -> None:
     assert full.exit_code == 2 and "drop --full" in full.output
     single = CliRunner().invoke(app, ["train", "--preset", "default", "--schema", "single", "--out", str(out)])
     assert single.exit_code == 2 and "drop --schema" in single.output
+
+
+def test_a_damaged_cached_model_says_to_delete_it(backend, cache: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A truncated model.safetensors raised safetensors' own SafetensorError, untyped."""
+    (folder,) = [p for p in cache.iterdir() if p.is_dir()]
+    damaged = tmp_path / folder.name / "hf"
+    damaged.mkdir(parents=True)
+    for source in (folder / "hf").iterdir():
+        if source.name == "model.safetensors":
+            with source.open("rb") as handle:
+                (damaged / source.name).write_bytes(handle.read(4096))
+        else:
+            (damaged / source.name).symlink_to(source)
+    monkeypatch.setenv(default_model.CACHE_DIR_ENV, str(tmp_path))
+    with pytest.raises(ArtifactError, match="delete that folder to rebuild it"):
+        default_model.load_default_backend()
+
+
+def test_a_cache_dir_that_cannot_be_a_folder_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rt_middleware.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv(default_model.CACHE_DIR_ENV, str(blocker))
+    with pytest.raises(ConfigError, match="set RT_CACHE_DIR to a writable folder"):
+        default_model.materialize_default_model()
+
+
+def test_a_killed_build_leaves_nothing_behind_once_built_again(tmp_path: Path) -> None:
+    """A SIGKILL mid-save left its temporary folder (300 MB) or partial GGUF (160 MB) for good."""
+    (tmp_path / ".hf-abc123").mkdir()
+    (tmp_path / ".hf-abc123" / "model.safetensors").write_bytes(b"x" * 100)
+    (tmp_path / ".default-f16.gguf.4242.partial").write_bytes(b"x" * 100)
+    (tmp_path / "hf").mkdir()
+    default_model._remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

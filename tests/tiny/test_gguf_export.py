@@ -330,3 +330,12 @@ def test_smollm2_with_decision_tokens_through_base_gguf(tmp_path: Path) -> None:
     backend = LlamaCppBackend(out, f32_kv_cache=True)
     assert backend.schema == RefusalTokenSchema.coconot()
     backend.close()
+
+
+def test_an_output_folder_is_refused_before_converting(tiny_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):
+        export_gguf(tiny_dir, tmp_path, dtype="f32")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot write"):
+        export_gguf(tiny_dir, blocker / "out.gguf", dtype="f32")

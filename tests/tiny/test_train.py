@@ -257,3 +257,16 @@ def test_cli_trains_any_model_directory(tmp_path: Path) -> None:
     assert mixed.exit_code == 2 and "--data-version picks the --preset default mix" in mixed.output
     zero_lr = CliRunner().invoke(app, [*args, "--lr", "0"])
     assert zero_lr.exit_code == 2 and "--lr 0.0: Input should be greater than 0" in zero_lr.output
+
+
+def test_training_data_with_bad_text_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    good = json.dumps({"prompt": "hello", "label": "respond", "response": "hi"}).encode() + b"\n"
+    path.write_bytes(good + b'{"prompt": "caf\xe9", "label": "respond"}\n')
+    with pytest.raises(DatasetError, match=r"data.jsonl:2: not valid UTF-8"):
+        load_sft_jsonl(path, COCONOT)
+    path.write_bytes(good + b'{"prompt": "x\\ud800", "label": "respond"}\n')  # a lone surrogate
+    with pytest.raises(DatasetError, match=r"data.jsonl:2: .*lone surrogate"):
+        load_sft_jsonl(path, COCONOT)
+    path.write_bytes(b"\xef\xbb\xbf" + good)  # a BOM, as some editors write
+    assert load_sft_jsonl(path, COCONOT)[0].prompt == "hello"

@@ -155,3 +155,37 @@ def test_cli_rejects_an_unknown_dtype(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--model", str(tmp_path), "--data", str(tmp_path / "x.jsonl"),
                                       "--dtype", "float8"])
     assert result.exit_code != 0 and "unknown --dtype 'float8'" in result.output
+
+
+def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path) -> None:
+    """A resumed run kept the checkpoint's lr while its manifest recorded the new one; a restart
+    over a run killed at its first checkpoint crashed renaming onto the stale step folder."""
+    config = TrainConfig(method="lora", lr=1e-2, max_steps=6, batch_size=3, checkpoint_every=5, lora_r=2, seed=2)
+    model, tok, tokens, examples = _examples()
+    train(model, examples, tokens, config, out=tmp_path, pad_id=tok.pad_token_id, progress=False)
+    other = config.model_copy(update={"lr": 5e-2, "lora_r": 4})
+    model, tok, tokens, examples = _examples()
+    with pytest.raises(ConfigError, match=r"lr 0.01 -> 0.05; lora_r 2 -> 4.*--restart"):
+        train(model, examples, tokens, other, out=tmp_path, pad_id=tok.pad_token_id, progress=False)
+    model, tok, tokens, examples = _examples()  # threads may change: they do not change the result
+    resumed = train(model, examples, tokens, config.model_copy(update={"threads": 1}), out=tmp_path,
+                    pad_id=tok.pad_token_id, progress=False)
+    assert resumed.resumed_from == 5
+    model, tok, tokens, examples = _examples()
+    restarted = train(model, examples, tokens, other, out=tmp_path, pad_id=tok.pad_token_id, progress=False,
+                      resume=False)
+    assert restarted.resumed_from == 0 and len(restarted.losses) == 6
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-5"]
+
+
+def test_weight_decay_leaves_the_other_embedding_rows_alone(tmp_path: Path) -> None:
+    """AdamW's decoupled decay acts on the whole matrix; the artifact stores only the decision rows."""
+    model, tok, tokens, examples = _examples()
+    before = model.get_input_embeddings().weight.detach().float().clone()
+    config = TrainConfig(method="lora", lr=1e-2, max_steps=3, batch_size=3, lora_r=2, weight_decay=0.1)
+    result = train(model, examples, tokens, config, out=tmp_path, pad_id=tok.pad_token_id, progress=False)
+    after = result.model.get_base_model().get_input_embeddings().weight.detach().float()
+    decision = sorted(set(tokens.ids.values()))
+    others = [i for i in range(before.shape[0]) if i not in set(decision)]
+    assert torch.equal(after[others], before[others])
+    assert not torch.equal(after[decision], before[decision])
