@@ -1,7 +1,7 @@
 """Policy documents from bytes: UTF-8, YAML (C loader where present) or JSON, with hostile input bounded.
 
 Every failure is a `PolicyError` with a short message (never the expanded input):
-non-UTF-8 bytes, duplicate keys (YAML and JSON, the key and line named), nesting deeper than
+non-UTF-8 bytes, duplicate keys (YAML and JSON, the key named; YAML also its line), nesting deeper than
 `MAX_DEPTH`, YAML aliases that expand beyond `MAX_ALIAS_EXPANSION` (alias bombs) or refer to
 themselves, and documents larger than `MAX_POLICY_BYTES`.
 """

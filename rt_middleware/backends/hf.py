@@ -14,6 +14,8 @@ be interrupted: the layers between two checkpoints (a quarter of the model), and
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import logging
 import queue
 import time
@@ -187,6 +189,7 @@ class HFBackend(BaseBackend):
         process-wide, so a concurrent load elsewhere is quiet for that moment too). Other keywords
         go to the constructor.
         """
+        _check_backend_options(cls, kwargs)  # before minutes of loading, not after
         torch = require("torch", extra="hf", feature="HFBackend")
         transformers = require("transformers", extra="hf", feature="HFBackend")
         from safetensors import SafetensorError  # a truncated weights file (transformers depends on it)
@@ -451,3 +454,16 @@ def _resolve_dtype(torch: Any, dtype: Any, device: Any) -> Any:
     if name is None:
         raise ConfigError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, float64, auto")
     return getattr(torch, name)
+
+
+def _check_backend_options(cls: type, options: Mapping[str, Any]) -> None:
+    """Keyword arguments `from_pretrained` hands to the constructor: a typo is a ConfigError naming
+    the closest option, not a TypeError."""
+    accepted = [name for name, param in inspect.signature(cls.__init__).parameters.items()
+                if param.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                and name not in ("self", "model", "tokenizer", "schema")]
+    for name in options:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; options: {', '.join(accepted)}"
+            raise ConfigError(f"unknown HFBackend option {name!r}{hint}")

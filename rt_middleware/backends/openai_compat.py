@@ -269,6 +269,12 @@ class OpenAICompatibleBackend(BaseBackend):
             raise ConfigError(f"max_context must be a positive number of tokens, got {max_context}")
         if engine not in (*ENGINES, "auto"):
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)} or 'auto', got {engine!r}")
+        try:
+            url = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"the engine URL must look like http://HOST:PORT/v1, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._retries, self._backoff, self._top_logprobs = retries, backoff, top_logprobs
         self._read_timeout = timeout

@@ -60,7 +60,8 @@ def demo(
     from rt_middleware.router import RefusalRouter
 
     with user_errors():
-        console.print("[bold]loading the default refusal-token model[/] (built once, then cached)")
+        console.print("[bold]loading the default refusal-token model[/] (built once, then cached)" if model == "default"
+                      else f"[bold]loading[/] {escape(model)}")
         backend = load_model(model, device=device, dtype=dtype)
         store = PolicyStore.default()
         router = RefusalRouter(

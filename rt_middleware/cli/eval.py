@@ -107,7 +107,7 @@ def eval_command(
         typer.Option(
             "--opener-tokens",
             min=0,
-            help="Opener rate: greedy tokens generated after a forced [respond] for each benign "
+            help="Opener rate: greedy tokens generated after a forced \\[respond] for each benign "
             "prompt (label respond), checked for refusal text. 0 turns it off.",
         ),
     ] = 24,

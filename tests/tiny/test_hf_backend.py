@@ -698,3 +698,10 @@ def test_a_nan_logit_on_an_ordinary_token_takes_the_fail_mode() -> None:
     policies = PolicyStore.from_dict({"tenants": {"open": GATE_POLICIES["tenants"]["open"]}})
     decision = RefusalRouter(backend=backend, policies=policies).decide("hello there", tenant_id="open")
     assert (decision.action, decision.reason) == ("refuse", "backend_error")
+
+
+def test_an_unknown_from_pretrained_option_is_a_config_error(tiny_dir) -> None:
+    from rt_middleware.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown HFBackend option 'timout' \(did you mean 'timeout'\?\)"):
+        HFBackend.from_pretrained(tiny_dir, timout=3)

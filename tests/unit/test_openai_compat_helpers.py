@@ -74,3 +74,12 @@ def test_missing_server_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "tenacity", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'rt-middleware\[server\]'"):
         OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m", tokenizer="x.gguf", engine="vllm")
+
+
+@pytest.mark.parametrize("url", ["", "localhost:8000/v1", "ftp://host/v1", "http://"])
+def test_a_malformed_engine_url_is_a_config_error_not_an_unreachable_engine(url: str) -> None:
+    from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
+    from rt_middleware.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="http://HOST:PORT/v1"):
+        OpenAICompatibleBackend(url, tokenizer="unused", engine="vllm", model="m")
