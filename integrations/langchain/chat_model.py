@@ -24,7 +24,6 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from rt_middleware.backends.base import BaseBackend
 from rt_middleware.decision import fail_decision
 from rt_middleware.errors import BackendError
-from rt_middleware.messages import ChatMessage
 from rt_middleware.router import Evaluation, RefusalRouter, to_conversation
 
 from ._handoff import HANDOFF_KEY, HandOff, decided_messages
@@ -427,22 +426,14 @@ def _usage(prompt_tokens: int, output_tokens: int) -> UsageMetadata:
 
 def _output_tokens(router: RefusalRouter, message: BaseMessage, evaluation: Evaluation) -> int:
     """Tokens the model generated for this answer; 0 for refusals and routed answers (no generation).
-
-    The backends report no count: an answer cut at the length limit generated exactly the limit
-    (the caller's ``max_tokens`` capped by the tenant's ``max_new_tokens``); any other answer is
-    counted by re-tokenizing its text (exact for text the tokenizer round-trips)."""
+    The limit is the caller's ``max_tokens`` capped by the tenant's ``max_new_tokens``."""
     reported = message.response_metadata.get("output_tokens")
     if isinstance(reported, int):
         return reported
     if evaluation.decision.action != "respond" or evaluation.prefill is None or router.respond_with is not None:
         return 0
-    if message.response_metadata.get("finish_reason") == "length":
-        return evaluation.policy.cap_tokens(router.generation.max_new_tokens)
-    text = message.text
-    if not text:
-        return 0
-    backend = router.backend
-    return len(backend.encode([ChatMessage("user", text)])) - len(backend.encode([ChatMessage("user", "")]))
+    return router.backend.answer_tokens(message.text, message.response_metadata.get("finish_reason"),
+                                        evaluation.policy.cap_tokens(router.generation.max_new_tokens))
 
 
 def _finished(

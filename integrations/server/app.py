@@ -98,6 +98,11 @@ class _Message(BaseModel):
     content: str | list[_Part] | None = None
 
 
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)  # "stream": "yes" is an error, not True
     model: str | None = None
@@ -110,6 +115,7 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=1)
+    stream_options: _StreamOptions | None = None
 
 
 def _conversation(request: ChatRequest) -> list[ChatMessage]:
@@ -320,22 +326,24 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             seed=chat.seed if chat.seed is not None else base.seed,
         )
 
-    def evaluate(conversation: list[ChatMessage], tenant: str) -> Evaluation:
-        if settings.max_prompt_tokens is not None:
-            n = len(backend.encode(conversation))
-            if n > settings.max_prompt_tokens:
-                raise RequestError(
-                    f"the prompt is {n} tokens; this gateway accepts at most {settings.max_prompt_tokens}",
-                    tenant_id=tenant,
-                )
+    def evaluate(conversation: list[ChatMessage], tenant: str) -> tuple[Evaluation, int]:
+        """The evaluation and the prompt's length in tokens (for usage)."""
+        n = len(backend.encode(conversation)) if settings.max_prompt_tokens is not None else None
+        if n is not None and n > settings.max_prompt_tokens:  # type: ignore[operator]
+            raise RequestError(
+                f"the prompt is {n} tokens; this gateway accepts at most {settings.max_prompt_tokens}",
+                tenant_id=tenant,
+            )
         messages = [{"role": m.role, "content": m.content} for m in conversation]
         evaluation = router.evaluate(messages, tenant_id=tenant)
         if evaluation.decision.action == "respond":
             # under decide_on: last_turn the answer's prefill happens on first access: here, in this
             # worker thread and within the deadline, never in the event loop (it may change the decision
             # to the fail mode, so the handler reads the decision afterwards)
-            _ = evaluation.prefill
-        return evaluation
+            prefill = evaluation.prefill
+            if prefill is not None:  # the answer's prompt, as the model reads it
+                return evaluation, len(prefill.input_ids)
+        return evaluation, n if n is not None else len(backend.encode(conversation))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -367,7 +375,7 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
         try:
             try:
                 conversation = _conversation(chat)
-                evaluation = await asyncio.wait_for(
+                evaluation, prompt_tokens = await asyncio.wait_for(
                     asyncio.to_thread(evaluate, conversation, entry.tenant), timeout=settings.deadline_s
                 )
             except RequestError as exc:
@@ -376,13 +384,14 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
                 tenant, policy, version = store.resolve(entry.tenant)
                 error = BackendTimeoutError(f"no decision within the {settings.deadline_s} s deadline")
                 decision = fail_decision(policy, tenant=tenant, policy_version=version, error=error)
-                evaluation = Evaluation(decision=decision, policy=policy, prefill=None)
+                evaluation, prompt_tokens = Evaluation(decision=decision, policy=policy, prefill=None), 0
             decision = evaluation.decision
             if decision.tenant != entry.tenant:  # the tenant was removed by a reload mid-request
                 return _no_policy(entry.tenant)
             metrics.latency.observe(time.monotonic() - started)
             metrics.decisions.labels(decision.tenant, decision.action, decision.category or "").inc()
-            reply = _Reply(model_id, decision)
+            reply = _Reply(model_id, decision, prompt_tokens,
+                           include_usage=bool(chat.stream_options and chat.stream_options.include_usage))
             if decision.action == "respond" and evaluation.prefill is None:
                 status, what = (504, "deadline") if decision.extras.get("error") == "BackendTimeoutError" else (503, "engine")
                 return _error(status, f"the model backend failed ({what}) and this tenant fails open, but "
@@ -399,7 +408,7 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             if chat.stream:
                 handed_off = True
                 chunks = backend.astream(evaluation.prefill, "respond", options)
-                return _sse(reply.text_stream(chunks, started + settings.deadline_s), headers,
+                return _sse(reply.text_stream(chunks, started + settings.deadline_s, backend, options), headers,
                             lambda: _done(state, metrics))
             answer = asyncio.ensure_future(backend.acomplete(evaluation.prefill, "respond", options))
             try:
@@ -412,7 +421,10 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             except BackendError as exc:
                 return _error(503, f"the model backend failed while answering: {exc}", "server_error",
                               refusal_decision=decision.to_dict())
-            return JSONResponse(reply.final(generation.text, _finish(generation.finish_reason)))
+            generated = await asyncio.to_thread(
+                backend.answer_tokens, generation.text, generation.finish_reason, options.max_new_tokens
+            )
+            return JSONResponse(reply.final(generation.text, _finish(generation.finish_reason), generated))
         finally:
             if not handed_off:
                 _done(state, metrics)
@@ -484,7 +496,10 @@ def _sse(events: AsyncIterator[dict[str, Any]], headers: Mapping[str, str], done
 class _Reply:
     """OpenAI chat objects for one request."""
 
-    def __init__(self, model: str, decision: Decision) -> None:
+    def __init__(self, model: str, decision: Decision, prompt_tokens: int, *, include_usage: bool = False) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.include_usage = include_usage
+        """A stream ends with OpenAI's usage chunk (`stream_options.include_usage`)."""
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
@@ -494,13 +509,23 @@ class _Reply:
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
-    def final(self, text: str | None = None, finish: str = "stop") -> dict[str, Any]:
+    def usage(self, completion_tokens: int) -> dict[str, int]:
+        """OpenAI's usage: the prompt as the model read it, the answer's generated tokens (0 for a
+        refusal or a route: nothing was generated)."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": self.prompt_tokens + completion_tokens}
+
+    def final(self, text: str | None = None, finish: str = "stop", completion_tokens: int = 0) -> dict[str, Any]:
         message = {"role": "assistant", "content": text, "refusal": self.refusal}
         return {
             **self._head("chat.completion"),
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": self.usage(completion_tokens),
             "refusal_decision": self.decision,
         }
+
+    def _usage_chunk(self, completion_tokens: int) -> dict[str, Any]:
+        return {**self._head("chat.completion.chunk"), "choices": [], "usage": self.usage(completion_tokens)}
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None, decision: bool = False) -> dict[str, Any]:
         chunk = {
@@ -517,13 +542,19 @@ class _Reply:
             delta["refusal"] = self.refusal
         yield self._chunk(delta, decision=True)
         yield self._chunk({}, "stop", decision=True)
+        if self.include_usage:
+            yield self._usage_chunk(0)
 
-    async def text_stream(self, chunks: Any, deadline: float) -> AsyncIterator[dict[str, Any]]:
+    async def text_stream(
+        self, chunks: Any, deadline: float, backend: Any, options: GenerationOptions
+    ) -> AsyncIterator[dict[str, Any]]:
         """`chunks` is the backend's AsyncTextStream; its finish_reason is read once it ends."""
         yield self._chunk({"role": "assistant", "content": ""}, decision=True)
         finish: str | None = None
+        sent: list[str] = []
         try:
             async for text in chunks:
+                sent.append(text)
                 yield self._chunk({"content": text})
                 if time.monotonic() > deadline:
                     finish = "length"  # the deadline cut the answer
@@ -534,4 +565,10 @@ class _Reply:
         finally:
             with contextlib.suppress(Exception):
                 await chunks.aclose()
-        yield self._chunk({}, finish or _finish(getattr(chunks, "finish_reason", None)), decision=True)
+        reason = getattr(chunks, "finish_reason", None)
+        yield self._chunk({}, finish or _finish(reason), decision=True)
+        if self.include_usage:  # an answer cut here (deadline, error) is counted from the text sent
+            generated = await asyncio.to_thread(
+                backend.answer_tokens, "".join(sent), reason if finish is None else None, options.max_new_tokens
+            )
+            yield self._usage_chunk(generated)

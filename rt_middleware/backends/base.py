@@ -591,6 +591,16 @@ class BaseBackend(ABC):
         text = "".join(stream)
         return Generation(text=text, finish_reason=stream.finish_reason)
 
+    def answer_tokens(self, text: str, finish_reason: FinishReason | None, max_new_tokens: int) -> int:
+        """Tokens generated for an answer, for usage reports: the limit when the answer ran into it,
+        else its text re-tokenized (a user turn less an empty one; exact for text the tokenizer
+        round-trips). The backends do not count as they generate, so every caller counts the same way."""
+        if finish_reason == "length":
+            return max_new_tokens
+        if not text:
+            return 0
+        return len(self.encode([ChatMessage("user", text)])) - len(self.encode([ChatMessage("user", "")]))
+
     def generate(
         self, prefill: Prefill, token: str = RESPOND, options: GenerationOptions | None = None
     ) -> str:

@@ -226,3 +226,24 @@ def test_check_routes_off_defers_the_missing_route_to_the_call(backend) -> None:
     assert router.decide("hi").route == "nowhere"
     with pytest.raises(ConfigError, match="does not have"):
         router.invoke("hi")
+
+
+def test_usage_is_reported_as_openai_reports_it(gateway: Gateway, backend) -> None:
+    import openai
+
+    prompt_tokens = len(backend.prefill(USER).input_ids)
+    api = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key["open"], max_retries=0)
+    answer = api.chat.completions.create(model="tiny", messages=USER, max_tokens=6)
+    usage = answer.usage
+    assert usage.prompt_tokens == prompt_tokens and usage.total_tokens == prompt_tokens + usage.completion_tokens
+    expected = 6 if answer.choices[0].finish_reason == "length" else backend.answer_tokens(
+        answer.choices[0].message.content, "stop", 6)
+    assert usage.completion_tokens == expected > 0
+    refused = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key["block"], max_retries=0)
+    assert refused.chat.completions.create(model="tiny", messages=USER).usage.completion_tokens == 0
+    chunks = list(api.chat.completions.create(model="tiny", messages=USER, max_tokens=6, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == usage.model_dump()
+    assert all(c.usage is None for c in chunks[:-1])
+    plain = list(api.chat.completions.create(model="tiny", messages=USER, max_tokens=6, stream=True))
+    assert all(c.usage is None and c.choices for c in plain)  # no usage chunk unless asked
