@@ -156,6 +156,16 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
         )
         return self._respond(distribution, questions)
 
+    def invoke(self, input: ClassifierRequest, config: RunnableConfig | None = None, **kwargs: Any) -> ClassifierResponse:
+        _checked_request(input)  # a typed error, not the base class's KeyError
+        return super().invoke(input, config, **kwargs)
+
+    async def ainvoke(
+        self, input: ClassifierRequest, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> ClassifierResponse:
+        _checked_request(input)
+        return await super().ainvoke(input, config, **kwargs)
+
     def batch(
         self,
         inputs: list[ClassifierRequest],
@@ -190,9 +200,9 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
         asked: dict[int, tuple[dict[str, Question], list[ChatMessage]]] = {}
         for i, request in enumerate(requests):
             try:
-                questions = dict(request["questions"])
+                questions, state = _checked_request(request)
                 self._check(questions)
-                asked[i] = (questions, self._decided(request["state"]))
+                asked[i] = (questions, self._decided(state))
             except Exception as exc:
                 out[i] = exc
         rows = list(asked)
@@ -208,6 +218,18 @@ class RefusalTokenDecisionModel(BaseDecisionModel):
             with set_config_context(config[i]) as context:  # usage on this request's own traced run
                 out[i] = context.run(_record_usage, response)
         return out
+
+
+def _checked_request(request: Any) -> tuple[dict[str, Question], Any]:
+    """(questions, state) of a ClassifierRequest, or InvalidInputError naming what is missing."""
+    if not isinstance(request, Mapping):
+        raise InvalidInputError(f"a request is a mapping with 'state' and 'questions', got {type(request).__name__}")
+    missing = [key for key in ("state", "questions") if key not in request]
+    if missing:
+        raise InvalidInputError(f"the request has no {' and no '.join(repr(k) for k in missing)}")
+    if not isinstance(request["questions"], Mapping):
+        raise InvalidInputError(f"'questions' must map ids to questions, got {type(request['questions']).__name__}")
+    return dict(request["questions"]), request["state"]
 
 
 def _record_usage(response: ClassifierResponse) -> ClassifierResponse:

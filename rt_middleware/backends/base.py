@@ -46,6 +46,7 @@ __all__ = [
     "ThreadedAsyncIterator",
     "check_deadline",
     "deadline_scope",
+    "each_row",
     "fail_closed",
     "request_deadline",
 ]
@@ -273,31 +274,54 @@ class AsyncTextStream(ThreadedAsyncIterator[str]):
         return self._stream.finish_reason
 
 
+def each_row(make: Callable[[int], _T], count: int) -> list[_T | BackendError]:
+    """The rows of a batched result: a row whose own output is unusable (NaN logits from one prompt)
+    becomes its BackendError instead of failing the whole batch, other tenants' requests included.
+    A deadline is the batch's, so a timeout still ends it."""
+    out: list[_T | BackendError] = []
+    for row in range(count):
+        try:
+            out.append(make(row))
+        except BackendTimeoutError:
+            raise
+        except BackendError as exc:
+            out.append(exc)
+    return out
+
+
 @dataclass
 class _Gathering:
     """Requests waiting for one batched call: the first to arrive (the leader) makes it."""
 
     batch: list[list[int]] = field(default_factory=list)
     deadlines: list[float | None] = field(default_factory=list)
-    full: threading.Event = field(default_factory=threading.Event)
+    closed: bool = False
+    """No more members: full, or the leader has stopped waiting (guarded by the coalescer's lock)."""
     done: threading.Event = field(default_factory=threading.Event)
     results: list[Any] = field(default_factory=list)
     error: BaseException | None = None
 
 
+_MAX_WINDOW_MS = 60_000.0
+"""A gathering window longer than a minute is a mistake, not a trade-off."""
+
+
 class _Coalescer:
     """Gathers single-prompt calls that arrive within `window_s` of each other (same key, up to
-    `max_batch_size`) into one batched call, run by the first caller's thread; no thread of its own."""
+    `max_batch_size`) into one batched call, run by the first caller's thread; no thread of its own.
+
+    The window never outlasts a member's deadline: a batch with a member whose deadline falls
+    inside it starts at once (waiting would only time that member out)."""
 
     def __init__(self, window_s: float, max_batch_size: int) -> None:
         self.window_s = window_s
         self.max_batch_size = max_batch_size
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
         self._open: dict[Any, _Gathering] = {}
 
     def run(self, key: Any, ids: list[int], call: Callable[[list[list[int]]], list[_T]]) -> _T:
         deadline = request_deadline()
-        with self._lock:
+        with self._cond:
             gathering = self._open.get(key)
             leader = gathering is None
             if gathering is None:
@@ -306,22 +330,21 @@ class _Coalescer:
             gathering.batch.append(ids)
             gathering.deadlines.append(deadline)
             if len(gathering.batch) >= self.max_batch_size:
-                del self._open[key]  # closed: later callers start the next one
-                gathering.full.set()
+                self._close(key, gathering)
+            self._cond.notify_all()  # the leader re-reads size and deadlines
         if leader:
-            gathering.full.wait(self.window_s)
-            with self._lock:
-                if self._open.get(key) is gathering:
-                    del self._open[key]
-            deadlines = gathering.deadlines  # the batch runs until its members' latest deadline
-            latest = None if None in deadlines else max(d for d in deadlines if d is not None)
             try:
+                self._wait_for_members(key, gathering)
+                deadlines = gathering.deadlines  # the batch runs until its members' latest deadline
+                latest = None if None in deadlines else max(d for d in deadlines if d is not None)
                 with deadline_scope(latest):
                     gathering.results = call(gathering.batch)
-            except BaseException as exc:
+            except BaseException as exc:  # an interrupted wait too: the members hear of it, none hangs
                 gathering.error = exc
                 raise
             finally:
+                with self._cond:
+                    self._close(key, gathering)
                 gathering.done.set()
         else:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -333,7 +356,27 @@ class _Coalescer:
                     raise type(error)(f"the batched call failed: {error}", retryable=error.retryable) from error
                 raise BackendError(f"the batched call failed: {type(error).__name__}: {error}") from error
         check_deadline("the request")
-        return gathering.results[index]
+        result = gathering.results[index]
+        if isinstance(result, BaseException):  # this member's own row failed; the others did not
+            raise result
+        return result
+
+    def _wait_for_members(self, key: Any, gathering: _Gathering) -> None:
+        window_end = time.monotonic() + self.window_s
+        with self._cond:
+            while not gathering.closed:
+                earliest = min((d for d in gathering.deadlines if d is not None), default=None)
+                remaining = window_end - time.monotonic()
+                if remaining <= 0 or (earliest is not None and earliest <= window_end):
+                    break
+                self._cond.wait(remaining)
+            self._close(key, gathering)
+
+    def _close(self, key: Any, gathering: _Gathering) -> None:
+        """Caller holds the lock. Later callers start the next batch."""
+        gathering.closed = True
+        if self._open.get(key) is gathering:
+            del self._open[key]
 
 
 class BaseBackend(ABC):
@@ -359,7 +402,9 @@ class BaseBackend(ABC):
     @abstractmethod
     def _distributions_ids(
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
-    ) -> list[FirstTokenDistribution]: ...
+    ) -> list[FirstTokenDistribution]:
+        """One distribution per prompt; a row whose own output is unusable may be its BackendError
+        instead (`each_row`), so one bad prompt does not fail the others in its batch."""
 
     def _prefill_batch_ids(
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
@@ -429,8 +474,10 @@ class BaseBackend(ABC):
                 f"{type(self).__name__} prefills one prompt at a time: gathering requests would only queue "
                 "them behind each other"
             )
-        if not window_ms >= 0 or max_batch_size < 1:
-            raise ConfigError(f"window_ms must be >= 0 and max_batch_size >= 1, got {window_ms}, {max_batch_size}")
+        if not 0 <= window_ms <= _MAX_WINDOW_MS:  # NaN and inf too: a timed wait cannot take them
+            raise ConfigError(f"window_ms must be between 0 and {_MAX_WINDOW_MS:.0f}, got {window_ms}")
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, Integral) or max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be an int >= 1, got {max_batch_size!r}")
         self._coalescer = _Coalescer(window_ms / 1000.0, max_batch_size)
 
     def first_token_distribution(
@@ -570,6 +617,8 @@ class BaseBackend(ABC):
                     raise
                 results = [exc] * len(chunk)
             for (i, _), result in zip(chunk, results, strict=True):
+                if isinstance(result, BaseException) and not return_exceptions:
+                    raise result
                 out[i] = result
         return out
 

@@ -31,6 +31,7 @@ from rt_middleware.backends.base import (
     Prefill,
     check_deadline,
     deadline_scope,
+    each_row,
     fail_closed,
 )
 from rt_middleware.distribution import FirstTokenDistribution, distribution_from_logits
@@ -296,7 +297,7 @@ class HFBackend(BaseBackend):
             logits = self.model(**self._left_padded(batch), use_cache=False).logits[:, -1]
             rows = logits.to(torch.float64).cpu().numpy()
             check_deadline("the prefill")
-        return [self._distribution(rows[i], temperature, logit_bias, len(ids)) for i, ids in enumerate(batch)]
+        return each_row(lambda i: self._distribution(rows[i], temperature, logit_bias, len(batch[i])), len(batch))
 
     def _prefill_batch_ids(
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
@@ -327,10 +328,11 @@ class HFBackend(BaseBackend):
                     start = width - len(ids)  # `update` copies the slice: rows share no storage
                     own.update(layer.keys[row : row + 1, :, start:], layer.values[row : row + 1, :, start:], index)
                 layer.keys = layer.values = None  # free the batch's copy layer by layer
-        return [
-            Prefill(self._distribution(rows[i], temperature, logit_bias, len(ids)), ids, state=caches[i])
-            for i, ids in enumerate(batch)
-        ]
+        return each_row(
+            lambda i: Prefill(self._distribution(rows[i], temperature, logit_bias, len(batch[i])), batch[i],
+                              state=caches[i]),
+            len(batch),
+        )
 
     def _generate_kwargs(self, ids: list[int], cache: Any, max_new_tokens: int, options: GenerationOptions,
                          interrupt: Any, streamer: Any) -> dict[str, Any]:

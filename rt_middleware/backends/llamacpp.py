@@ -39,6 +39,7 @@ from rt_middleware.backends.base import (
     FinishReason,
     GenerationOptions,
     Prefill,
+    each_row,
     fail_closed,
     request_deadline,
 )
@@ -467,15 +468,16 @@ class LlamaCppBackend(BaseBackend):
     def _distributions_ids(
         self, batch: list[list[int]], temperature: float, logit_bias: Mapping[str, float]
     ) -> list[FirstTokenDistribution]:
-        out = []
         deadline = request_deadline()
-        for ids in batch:  # llama.cpp evaluates one sequence per context: no padding batch here
+
+        def one(row: int) -> FirstTokenDistribution:  # one sequence per context: no padding batch here
             slot, _ = self._pool.acquire(deadline=deadline)
             try:
-                out.append(self._first_step(slot.llm, ids, temperature, logit_bias, deadline))
+                return self._first_step(slot.llm, batch[row], temperature, logit_bias, deadline)
             finally:
                 self._pool.release(slot)
-        return out
+
+        return each_row(one, len(batch))
 
     def _stream_ids(
         self, prefill: Prefill, token_id: int, options: GenerationOptions

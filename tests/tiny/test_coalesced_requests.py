@@ -16,8 +16,9 @@ from tiny_model import GATE_POLICIES, PROMPTS, build_tiny
 
 from rt_middleware import PolicyStore, RefusalRouter
 from rt_middleware.backends import GenerationOptions, HFBackend
-from rt_middleware.errors import BackendTimeoutError
+from rt_middleware.errors import BackendError, BackendTimeoutError, ConfigError
 from rt_middleware.integrations.langchain import RefusalTokenMiddleware
+from rt_middleware.messages import ChatMessage
 
 FOREVER_MS = 60_000.0
 """A window no test waits out: batches here start because they are full, so sizes are exact."""
@@ -100,15 +101,94 @@ def test_concurrent_agents_share_one_decision_forward(backend) -> None:
     assert [o["messages"][-1].text for o in outs] == ["NO", "FAKE ANSWER", "FAKE ANSWER", "NO"]
 
 
-def test_a_member_whose_deadline_passes_while_waiting_times_out(backend) -> None:
-    backend.coalesce_requests(window_ms=1_000.0, max_batch_size=8)
+def test_the_window_gives_way_to_a_members_deadline(backend) -> None:
+    """A request whose deadline falls inside the window used to wait it out and always time out."""
+    backend.coalesce_requests(window_ms=FOREVER_MS, max_batch_size=8)
+    assert backend.prefill("hello world", timeout=0.5).distribution.prompt_tokens > 0  # alone
     leader = threading.Thread(target=backend.prefill, args=("hello world",))
     leader.start()
     while not backend._coalescer._open:  # the leader holds the gathering open
         time.sleep(0.001)
-    with pytest.raises(BackendTimeoutError):
-        backend.prefill("do you love me", timeout=0.01)
-    leader.join()
+    assert backend.prefill("do you love me", timeout=0.5).distribution.prompt_tokens > 0  # starts the batch
+    leader.join(5)
+    assert not leader.is_alive() and not backend._coalescer._open
+
+
+def test_a_member_whose_deadline_passes_while_its_batch_runs_times_out(backend) -> None:
+    slow = backend.model.register_forward_pre_hook(lambda *_: time.sleep(0.3))  # a forward as slow as a big model's
+    backend.coalesce_requests(window_ms=0.0, max_batch_size=8)
+    try:
+        with pytest.raises(BackendTimeoutError):
+            backend.prefill("do you love me", timeout=0.05)
+    finally:
+        slow.remove()
+
+
+def test_an_interrupted_leader_leaves_no_batch_open(backend) -> None:
+    """Ctrl-C while the leader waited left its batch registered: later requests joined it and hung."""
+    import signal
+
+    backend.coalesce_requests(window_ms=FOREVER_MS, max_batch_size=8)
+    follower: list[Any] = []
+
+    def join_then_interrupt() -> None:
+        while not backend._coalescer._open:  # the main thread leads the batch
+            time.sleep(0.001)
+        # a real SIGINT, as Ctrl-C sends: it interrupts the leader's timed wait
+        threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+        follower.append(_caught(lambda: backend.prefill("do you love me")))
+
+    joined = threading.Thread(target=join_then_interrupt)
+    joined.start()
+    with pytest.raises(KeyboardInterrupt):
+        backend.prefill("hello world")  # the leader, waiting for members in the main thread
+    joined.join(5)
+    assert not joined.is_alive() and isinstance(follower[0], BackendError) and "KeyboardInterrupt" in str(follower[0])
+    assert not backend._coalescer._open
+    assert backend.prefill("hello world", timeout=5).distribution.prompt_tokens > 0  # a new batch, not the dead one
+
+
+def _caught(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except BaseException as exc:  # returned to the test
+        return exc
+
+
+@pytest.mark.parametrize(("window_ms", "size"), [(float("inf"), 4), (float("nan"), 4), (1e15, 4), (2.0, 2.5),
+                                                  (2.0, True), (-1.0, 4)])
+def test_bad_coalescing_settings_are_config_errors(backend, window_ms: float, size: Any) -> None:
+    with pytest.raises(ConfigError):
+        backend.coalesce_requests(window_ms=window_ms, max_batch_size=size)
+    assert backend._coalescer is None
+
+
+def test_one_unusable_row_fails_alone_in_its_batch() -> None:
+    """NaN logits from one prompt failed every row of the padded batch, other tenants' included."""
+    import torch
+
+    model, tok = build_tiny(spread=0.02)
+    backend = HFBackend(model, tok, model_name="tiny")
+    poison = "zebra zebra zebra"
+    prompts = [poison, "hello world", "do you love me"]
+    others = {i for p in prompts[1:] for i in backend.encode([ChatMessage("user", p)])}
+    bad_id = min(set(backend.encode([ChatMessage("user", poison)])) - others)  # in the poison prompt only
+    with torch.no_grad():
+        model.get_input_embeddings().weight[bad_id] = float("nan")
+    alone = [backend.first_token_distribution(p) for p in prompts[1:]]
+    batched = backend.first_token_distributions(prompts, return_exceptions=True)
+    assert isinstance(batched[0], BackendError)
+    for got, want in zip(batched[1:], alone, strict=True):
+        assert got.probabilities == pytest.approx(want.probabilities, abs=1e-5)
+    prefills = backend.prefill_batch(prompts, return_exceptions=True)
+    assert isinstance(prefills[0], BackendError) and all(not isinstance(p, BaseException) for p in prefills[1:])
+    with pytest.raises(BackendError, match="unusable logits"):
+        backend.first_token_distributions(prompts)
+    backend.coalesce_requests(window_ms=FOREVER_MS, max_batch_size=3)
+    outs = in_threads([lambda p=p: backend.first_token_distribution(p) for p in prompts])
+    assert isinstance(outs[0], BackendError)
+    for got, want in zip(outs[1:], alone, strict=True):
+        assert got.probabilities == pytest.approx(want.probabilities, abs=1e-5)
 
 
 def test_a_failed_batch_applies_every_members_fail_mode() -> None:

@@ -225,3 +225,14 @@ def test_batch_traces_each_request_like_invoke(dm) -> None:
     dm.batch(requests, {"callbacks": [many]})
     assert len(many.seen) == len(requests) and many.seen == one.seen
     assert many.seen[0][1]["ls_provider"] == "rt-middleware"
+
+
+@pytest.mark.parametrize(("request_", "says"), [({"state": "hi"}, "no 'questions'"),
+                                                ({"questions": {}}, "no 'state'"),
+                                                ("hi", "a mapping"),
+                                                ({"state": "hi", "questions": ["x"]}, "must map ids")])
+def test_a_malformed_request_is_a_typed_error(dm, request_, says: str) -> None:
+    """The base class read request["questions"] and raised a bare KeyError or TypeError."""
+    with pytest.raises(InvalidInputError, match=says):
+        dm.invoke(request_)
+    assert isinstance(dm.batch([request_], return_exceptions=True)[0], InvalidInputError)
