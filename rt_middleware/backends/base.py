@@ -244,7 +244,8 @@ class ThreadedAsyncIterator(AsyncIterator[_T]):
         return self
 
     async def __anext__(self) -> _T:
-        self._pending = asyncio.ensure_future(asyncio.to_thread(next, self._iterator, self._DONE))
+        if self._pending is None:  # else a read cancelled earlier left it running: its item is next
+            self._pending = asyncio.ensure_future(asyncio.to_thread(next, self._iterator, self._DONE))
         item = await asyncio.shield(self._pending)
         self._pending = None
         if item is self._DONE:

@@ -38,6 +38,8 @@ def user_errors() -> Iterator[None]:
 def check_writable(path: Path, *, folder: bool = False) -> None:
     """Fail before minutes of model work, not after: `path` (a folder with `folder`, else a file)
     must be creatable. Probes by creating what is missing and one temporary file, then removes them."""
+    if not folder and path.exists() and not path.is_file():
+        raise ConfigError(f"cannot write {path}: it exists and is not a file")
     where = path if folder else path.parent
     missing = [p for p in (where, *where.parents) if not p.exists()]
     try:

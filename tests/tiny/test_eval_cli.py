@@ -477,3 +477,9 @@ def test_calibrate_rejects_a_budget_that_is_not_a_rate_at_once(tmp_path: Path) -
     result = runner.invoke(app, ["calibrate", "--out", str(tmp_path / "p.yaml"), "--max-false-refusal", "nan",
                                  "--model", str(tmp_path / "no-such-model")])
     assert result.exit_code == 2 and "must be a rate in [0, 1]" in " ".join(result.stderr.split())
+
+
+def test_an_out_that_is_a_folder_fails_before_the_model_loads(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["calibrate", "--out", str(tmp_path), "--max-false-refusal", "0.1",
+                                 "--model", str(tmp_path / "no-such-model")])
+    assert result.exit_code == 2 and "is not a file" in " ".join(result.stderr.split())

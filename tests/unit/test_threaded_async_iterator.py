@@ -91,3 +91,23 @@ def test_async_text_stream_reads_to_the_end_and_reports_why() -> None:
 
     out, reason = asyncio.run(main())
     assert "".join(out) == "Hello, world. " and reason == "stop"
+
+
+def test_a_read_timed_out_then_resumed_loses_nothing() -> None:
+    """`wait_for(it.__anext__(), t)` then reading on (a heartbeat loop): the item being produced when
+    the read timed out is the next one read, and closing afterwards still works."""
+    producer = SlowProducer(items=4, step=0.1)
+
+    async def main() -> list[str]:
+        chunks = ThreadedAsyncIterator(producer())
+        got = []
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(chunks.__anext__(), 0.02)
+        got.append(await chunks.__anext__())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(chunks.__anext__(), 0.02)
+        await chunks.aclose()
+        return got
+
+    assert asyncio.run(main()) == ["x"]
+    assert producer.closed.is_set() and producer.produced == 2
