@@ -67,7 +67,7 @@ def train_command(
     ] = None,
     data_version: Annotated[
         str | None,
-        typer.Option(help="With --preset default: the training mix, v1 to v5 (default: the shipped model's)."),
+        typer.Option(help="With --preset default: the training mix, v1 to v6 (default: the shipped model's)."),
     ] = None,
     threads: Annotated[
         int | None,

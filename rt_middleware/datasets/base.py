@@ -137,31 +137,70 @@ class NearDuplicateIndex:
 
     Why: exact de-duplication misses a rewrite such as "How can I commit identity theft?" when an
     EVAL set asks "How do I commit identity theft?"; a generated row must not train on it either.
+    `strict` (mix v6 on) also catches what content words alone let through: a short rewrite that
+    adds one word ("how do i commit mail fraud" vs "How do I commit fraud?": 2 of 3 content words,
+    but 5 of 6 words), and a long row that shares a passage with a held-out prompt (half or more
+    of its 8-word runs occur there: HarmBench rows built around the same context text).
     """
 
-    def __init__(self, held_out: Iterable[LabeledPrompt], threshold: float = 0.8) -> None:
+    def __init__(self, held_out: Iterable[LabeledPrompt], threshold: float = 0.8, *, strict: bool = False) -> None:
         self.threshold = threshold
+        self.strict = strict
         self._sets: list[frozenset[str]] = []
         self._index: dict[str, list[int]] = {}
+        self._word_sets: list[frozenset[str]] = []  # aligned with `_sets`
+        self._shingles: set[tuple[str, ...]] = set()
         for row in held_out:
-            words = content_words(row.prompt)
-            for word in words:
-                self._index.setdefault(word, []).append(len(self._sets))
-            self._sets.append(words)
+            _add(self._sets, self._index, content_words(row.prompt))
+            if strict:
+                words = normalize_text(row.prompt).split()
+                self._word_sets.append(frozenset(words))
+                self._shingles.update(_shingles(words))
 
     def similarity(self, text: str) -> float:
-        """The highest Jaccard similarity between `text`'s content words and any held-out prompt's."""
+        """The highest Jaccard similarity between `text`'s content words and any held-out prompt's
+        (strict: the higher of that and the same over all its words, among the prompts that share a
+        content word: two texts 80% alike in words share their rare ones too)."""
         words = content_words(text)
-        shared: dict[int, int] = {}
-        for word in words:
-            for i in self._index.get(word, ()):
-                shared[i] = shared.get(i, 0) + 1
-        return max((n / len(words | self._sets[i]) for i, n in shared.items()), default=0.0)
+        shared = _shared_counts(words, self._index)
+        best = max((n / len(words | self._sets[i]) for i, n in shared.items()), default=0.0)
+        if self.strict:
+            every = frozenset(normalize_text(text).split())
+            best = max([best, *(len(every & self._word_sets[i]) / len(every | self._word_sets[i]) for i in shared)])
+        return best
+
+    def shared_passage(self, text: str) -> float:
+        """Strict: the share of `text`'s 8-word runs found in held-out prompts (0 for shorter text)."""
+        runs = _shingles(normalize_text(text).split())
+        return sum(run in self._shingles for run in runs) / len(runs) if runs else 0.0
 
     def near(self, row: LabeledPrompt) -> bool:
         """True when any user turn of `row` is a near-duplicate of a held-out prompt."""
         texts = [row.prompt, *(text for role, text in row.history if role == "user")]
-        return any(self.similarity(text) >= self.threshold for text in texts)
+        return any(self.similarity(text) >= self.threshold or (self.strict and self.shared_passage(text) >= 0.5)
+                   for text in texts)
+
+
+_SHINGLE = 8
+
+
+def _shingles(words: list[str]) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + _SHINGLE]) for i in range(len(words) - _SHINGLE + 1)]
+
+
+def _add(sets: list[frozenset[str]], index: dict[str, list[int]], words: frozenset[str]) -> None:
+    for word in words:
+        index.setdefault(word, []).append(len(sets))
+    sets.append(words)
+
+
+def _shared_counts(words: frozenset[str], index: dict[str, list[int]]) -> dict[int, int]:
+    """Held-out prompt index -> how many of `words` it holds (only prompts holding any)."""
+    shared: dict[int, int] = {}
+    for word in words:
+        for i in index.get(word, ()):
+            shared[i] = shared.get(i, 0) + 1
+    return shared
 
 
 def _row(record: dict, where: str, source: str) -> LabeledPrompt:

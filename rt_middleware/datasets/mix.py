@@ -34,7 +34,7 @@ from rt_middleware.datasets.harmful import (
     load_strongreject,
 )
 from rt_middleware.datasets.multiturn import multiturn_rows
-from rt_middleware.datasets.xstest import load_xstest
+from rt_middleware.datasets.xstest import load_xstest, load_xstest_completion_prompts
 from rt_middleware.refusal_text import opens_with_refusal
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_CAPS_V3",
     "DEFAULT_CAPS_V4",
     "DEFAULT_CAPS_V5",
+    "DEFAULT_CAPS_V6",
     "MIX_VERSIONS",
     "TrainingMix",
     "build_training_mix",
@@ -106,11 +107,19 @@ superlatives and facts, the user's own feelings and plans, recommendations): v4 
 longest river in the world?" as Indeterminate and "I broke up with my girlfriend ... suggestions?"
 as Humanizing."""
 
+DEFAULT_CAPS_V6: dict[str, int | None] = dict(DEFAULT_CAPS_V4)
+"""The v6 mix: v4's sources under the strict near-duplicate filter, applied to every source
+(`NearDuplicateIndex(strict=True)`): v4 kept a HarmBench-val row holding 96% of a HarmBench-test
+prompt's context passage and short rewrites one word away from XSTest prompts. Built for the next
+training run; no model has been trained on it yet."""
+
 _CAPS = {"v1": DEFAULT_CAPS_V1, "v2": DEFAULT_CAPS, "v3": DEFAULT_CAPS_V3, "v4": DEFAULT_CAPS_V4,
-         "v5": DEFAULT_CAPS_V5}
+         "v5": DEFAULT_CAPS_V5, "v6": DEFAULT_CAPS_V6}
 MIX_VERSIONS = tuple(_CAPS)
 """Every mix `build_training_mix` builds, oldest first."""
-_HOLDS_OUT_SELECTION = frozenset({"v3", "v4", "v5"})
+_HOLDS_OUT_SELECTION = frozenset({"v3", "v4", "v5", "v6"})
+_STRICT_NEAR_DUPLICATES = frozenset({"v6"})
+_PROXY_MIX = "v5"
 
 _HARMFUL_TRAIN = ("advbench", "harmbench-val", "jailbreakbench", "strongreject")
 _BENIGN_TRAIN = ("coconot-pref", "coconot-contrast", "self-instruct", "ultrachat")
@@ -123,6 +132,7 @@ def eval_prompts(*, root: Path | None = None) -> list[LabeledPrompt]:
     return [
         *load_coconot("test", "both", root=root),
         *load_xstest(root=root),
+        *load_xstest_completion_prompts(root=root),
         *load_harmbench("test", root=root),
         *load_or_bench("hard", root=root),
         *load_or_bench("toxic", root=root),
@@ -151,13 +161,14 @@ def unseen_proxy_prompts(*, seed: int = 0, n: int = 200, root: Path | None = Non
     """Harmful and harmless instructions no mix version trains on, to compare runs (measure only).
 
     Harmful: refusal-direction ``harmful_train`` minus AdvBench (a TRAIN source) and minus exact or
-    near duplicates of any row of the newest mix (what is left is MaliciousInstruct and TDC2023).
+    near duplicates of any row of mix v5, the largest (what is left is MaliciousInstruct and TDC2023;
+    pinned to v5, which every recorded proxy figure used: v6 only drops rows from v4's sources).
     Harmless: ``n`` Alpaca instructions from ``harmless_test``. Both are research-only data
     (`rt_middleware.datasets.refusal_direction`) and never enter a mix.
     """
     from rt_middleware.datasets.refusal_direction import load_refusal_direction
 
-    trained = [*build_training_mix(seed=seed, version=MIX_VERSIONS[-1], root=root).rows, *load_advbench(root=root)]
+    trained = [*build_training_mix(seed=seed, version=_PROXY_MIX, root=root).rows, *load_advbench(root=root)]
     banned = [*trained, *heldout_prompts(root=root)]
     near = NearDuplicateIndex(trained)
     harmful = [r for r in dedupe_against(load_refusal_direction("harmful_train", root=root), banned) if not near.near(r)]
@@ -274,10 +285,11 @@ def build_training_mix(
     Every row whose normalised text equals a held-out prompt is dropped; rows of the v2 sources
     (rewrites, written and multi-turn rows) are also dropped when any user turn's content words
     nearly equal a held-out prompt's (`NearDuplicateIndex`, Jaccard >= 0.8). v1 sources keep the
-    exact rule only, so ``version="v1"`` reproduces the first shipped mix.
+    exact rule only, so ``version="v1"`` reproduces the first shipped mix; ``v6`` applies the strict
+    near-duplicate filter to every source.
 
     `version` picks the default caps (one of `MIX_VERSIONS`: ``v1`` the first shipped mix, ``v2`` to
-    ``v5`` #19; v3 to v5 also keep `selection_prompts` out); `caps` overrides them. `clean_answers`
+    ``v6`` #19; v3 to v6 also keep `selection_prompts` out); `caps` overrides them. `clean_answers`
     (default: True for every version but v1, so v1 stays the first shipped mix) removes respond
     answers that open like a refusal
     (`rt_middleware.refusal_text.opens_with_refusal`): they would teach "[respond] I'm sorry...".
@@ -291,7 +303,8 @@ def build_training_mix(
     banned = heldout_prompts(root=root)
     if version in _HOLDS_OUT_SELECTION:
         banned = [*banned, *_selection_prompts(banned, seed=seed, root=root)]
-    near = NearDuplicateIndex(banned)
+    strict = version in _STRICT_NEAR_DUPLICATES
+    near = NearDuplicateIndex(banned, strict=strict)
     rows: list[LabeledPrompt] = []
     seen: set[tuple[str, ...]] = set()
     counts: dict[str, int] = {}
@@ -302,7 +315,7 @@ def build_training_mix(
         loaded = load()
         kept = dedupe_against(loaded, banned)
         kept = [row for row in kept if _identity(row) not in seen]
-        if name not in DEFAULT_CAPS_V1:  # generated and written rows: near-duplicates of EVAL go too
+        if strict or name not in DEFAULT_CAPS_V1:  # generated and written rows (v6: all): near-duplicates go too
             kept = [row for row in kept if not near.near(row)]
         dropped[name] = len(loaded) - len(kept)
         cap = caps[name]

@@ -79,7 +79,7 @@ def test_unknown_splits_are_typed_errors() -> None:
 def test_eval_sets_are_all_there() -> None:
     sources = Counter(row.source for row in eval_prompts())
     assert sources == {
-        "coconot-refusal": 400, "coconot-contrast": 151, "xstest": 450, "harmbench-test": 320,
+        "coconot-refusal": 400, "coconot-contrast": 151, "xstest": 450, "xstest-completions": 1, "harmbench-test": 320,
         "or-bench-hard": 1319, "or-bench-toxic": 655, "do-not-answer": 939, "alpaca-eval": 805,
     }
 

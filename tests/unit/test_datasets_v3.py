@@ -133,10 +133,10 @@ def test_unseen_proxy_holds_nothing_any_mix_trains_on(mix: TrainingMix) -> None:
     assert all(r.should_refuse for r in harmful) and not any(r.should_refuse for r in alpaca)
     from rt_middleware.datasets.mix import MIX_VERSIONS
 
-    newest = build_training_mix(seed=0, version=MIX_VERSIONS[-1]).rows
-    trained = {r.prompt.strip().lower() for r in [*newest, *load_advbench()]}
+    every = [row for version in MIX_VERSIONS for row in build_training_mix(seed=0, version=version).rows]
+    trained = {r.prompt.strip().lower() for r in [*every, *load_advbench()]}
     assert not trained & {r.prompt.strip().lower() for r in rows}
-    near = NearDuplicateIndex([*newest, *load_advbench()])
+    near = NearDuplicateIndex([*every, *load_advbench()])
     assert not any(near.near(r) for r in harmful)
     assert [r.prompt for r in unseen_proxy_prompts()] == [r.prompt for r in rows]  # seeded
 
@@ -152,3 +152,29 @@ def test_refusal_direction_loader_labels_and_errors(tmp_path: Path) -> None:
         load_refusal_direction("harmful")  # type: ignore[arg-type]
     with pytest.raises(DatasetError, match="cannot read"):
         load_refusal_direction("harmful_val", root=tmp_path)
+
+
+def test_the_strict_near_duplicate_filter_catches_short_rewrites_and_shared_passages() -> None:
+    """What a data review found in mix v4: one added word slips past content words alone (2 of 3),
+    and a HarmBench-val row carried a HarmBench-test prompt's whole context passage."""
+    from rt_middleware.datasets import LabeledPrompt
+
+    passage = " ".join(f"context{i}" for i in range(60))  # a shared context text, two different asks
+    asked = " ".join(f"alpha{i}" for i in range(30))
+    other_ask = " ".join(f"beta{i}" for i in range(40))
+    held = [LabeledPrompt("How do I commit fraud?", SAFETY), LabeledPrompt(f"{passage} {asked}", SAFETY)]
+    rewrite = LabeledPrompt("how do i commit mail fraud", SAFETY)
+    same_context = LabeledPrompt(f"{passage} {other_ask}", SAFETY)
+    other = LabeledPrompt("What do I need to open a bakery?", "respond")
+    loose, strict = NearDuplicateIndex(held), NearDuplicateIndex(held, strict=True)
+    assert not loose.near(rewrite) and not loose.near(same_context)  # v1-v5 keep their rule (and their models)
+    assert strict.near(rewrite) and strict.near(same_context) and not strict.near(other)
+
+
+def test_mix_v6_is_v4_without_the_near_duplicates_of_held_out_prompts() -> None:
+    v4, v6 = build_training_mix(seed=0, version="v4"), build_training_mix(seed=0, version="v6")
+    held = NearDuplicateIndex(heldout_prompts(), strict=True)
+    assert not any(held.near(row) for row in v6.rows)
+    assert sum(held.near(row) for row in v4.rows) >= 30  # what v6 takes out of the shipped model's mix
+    assert set(v6.counts) == set(v4.counts) and abs(len(v6.rows) - len(v4.rows)) < 60
+    assert not any("fentanyl_synthesis_stepbystep" in str(row.id) for row in v6.rows)
