@@ -138,10 +138,19 @@ def test_an_interrupted_leader_leaves_no_batch_open(backend) -> None:
         threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
         follower.append(_caught(lambda: backend.prefill("do you love me")))
 
+    def ctrl_c(*_: Any) -> None:  # Python's own SIGINT handler, whatever an earlier test installed
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a library may have blocked it
     joined = threading.Thread(target=join_then_interrupt)
     joined.start()
-    with pytest.raises(KeyboardInterrupt):
-        backend.prefill("hello world")  # the leader, waiting for members in the main thread
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            backend.prefill("hello world")  # the leader, waiting for members in the main thread
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
     joined.join(5)
     assert not joined.is_alive() and isinstance(follower[0], BackendError) and "KeyboardInterrupt" in str(follower[0])
     assert not backend._coalescer._open
