@@ -381,6 +381,8 @@ def create_app(router: RefusalRouter, keys: KeyStore, settings: ServerSettings |
             except RequestError as exc:
                 return _error(400, str(exc), "invalid_request_error")
             except TimeoutError:
+                if entry.tenant not in store.tenants:  # removed by a reload meanwhile
+                    return _no_policy(entry.tenant)
                 tenant, policy, version = store.resolve(entry.tenant)
                 error = BackendTimeoutError(f"no decision within the {settings.deadline_s} s deadline")
                 decision = fail_decision(policy, tenant=tenant, policy_version=version, error=error)
