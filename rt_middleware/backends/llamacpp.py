@@ -59,7 +59,7 @@ from rt_middleware.tokens import RefusalTokenSchema, ResolvedTokens
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-__all__ = ["LlamaCppBackend", "control_token_ids", "last_logits", "resolve_llamacpp_tokens"]
+__all__ = ["LlamaCppBackend", "control_token_ids", "last_logits", "resolve_llamacpp_tokens", "trained_context"]
 
 _GGUF_MAGIC = b"GGUF"
 _TEMPLATE_TOKENS = {  # chat-template variable -> GGUF metadata key of its token id
@@ -81,6 +81,14 @@ def last_logits(llm: Llama) -> np.ndarray:
     if not pointer:
         raise BackendError("llama.cpp has no logits for the last token (was the prompt evaluated?)")
     return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).copy()
+
+
+def trained_context(llm: Llama) -> int | None:
+    """The GGUF's trained context length (``<arch>.context_length``), None if it records none. Not
+    `n_ctx()`: that is the context this Llama was opened with (llama.cpp's 512 for a vocab-only one)."""
+    metadata = llm.metadata
+    length = metadata.get(f"{metadata.get('general.architecture', 'llama')}.context_length")
+    return int(length) if length is not None else None
 
 
 def token_bytes(llm: Llama, token: int, *, special: bool = False) -> bytes:
@@ -365,8 +373,7 @@ class LlamaCppBackend(BaseBackend):
     ) -> None:
         self._tokenizer_llm = llm  # tokenizing reads the vocabulary only: safe beside a running eval
         metadata = dict(llm.metadata)
-        arch = metadata.get("general.architecture", "llama")
-        trained = int(metadata.get(f"{arch}.context_length", llm.n_ctx()))
+        trained = trained_context(llm) or llm.n_ctx()
         # llama.cpp pads n_ctx up (to 256): enforce the size asked for
         self.max_context = min(n_ctx or trained, llm.n_ctx(), trained)
         self.tokens = resolve_llamacpp_tokens(llm, schema or _detect_schema(llm))

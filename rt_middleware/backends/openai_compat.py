@@ -176,15 +176,6 @@ class _Remote:
     ids: tuple[int, ...]
 
 
-def _trained_context(llm: Llama) -> int | None:
-    """The GGUF's trained context length. A vocabulary-only Llama's ``n_ctx()`` is llama.cpp's default
-    context (512), not the model's, so it must not bound prompts."""
-    metadata = llm.metadata
-    arch = metadata.get("general.architecture", "llama")
-    length = metadata.get(f"{arch}.context_length")
-    return int(length) if length is not None else None
-
-
 def _tightest(*limits: int | None) -> int | None:
     """The smallest of the context limits that are known (None: no limit known)."""
     return min((limit for limit in limits if limit is not None), default=None)
@@ -339,7 +330,9 @@ class OpenAICompatibleBackend(BaseBackend):
     def _model_context(self) -> int | None:
         """The tokenizer's trained context (a vocabulary-only GGUF's own n_ctx is not the model's)."""
         if self._vocab_llm is not None:
-            return _trained_context(self._vocab_llm)
+            from rt_middleware.backends.llamacpp import trained_context
+
+            return trained_context(self._vocab_llm)
         return self.encoder.max_context
 
     def _describe_server(self, model: str | None) -> tuple[Engine, str, int | None]:
