@@ -10,7 +10,7 @@ streamed before the decision.
 Errors use OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: 400 malformed
 JSON, wrong types or a prompt over the token limit, 401 unknown or missing key, 403 a key whose
 tenant has no policy or a non-admin key on ``/admin``, 404 / 405 unknown paths and methods, 408 a
-body that did not arrive within the deadline, 413 body too large, 429 over the concurrency limit,
+body that did not arrive within `body_timeout_s`, 413 body too large, 429 over the concurrency limit,
 503 the engine failed and the tenant fails open (nothing to answer with), 504 the deadline passed
 while answering. A decision that misses the deadline takes the tenant's fail mode. A client that
 hangs up stops its answer's generation, streamed or not.

@@ -139,8 +139,9 @@ def eval_command(
         name, rows = load_eval_rows(
             dataset, categories=categories, split=split, holdout_fraction=holdout_fraction, seed=seed
         )
-        if out is None:
-            check_writable(Path("rt-eval") / name, folder=True)
+        out_dir = out or Path("rt-eval") / name
+        if out is None:  # a given --out was checked before the model loaded
+            check_writable(out_dir, folder=True)
         rows = drop_too_long(backend, rows, name)
         dists = distributions(
             backend,
@@ -158,7 +159,6 @@ def eval_command(
             policy_version=store.version,
             isolation_coverage=isolation_coverage,
         )
-        out_dir = out or Path("rt-eval") / name
         benign = opener_rows(rows, limit=opener_limit, seed=seed) if opener_tokens else []
         if benign:
             result.openers = opener_rate(backend, benign, max_new_tokens=opener_tokens, progress=True)

@@ -284,7 +284,7 @@ def train(
         start, losses = 0, []
         if not resume:  # a restart must not trip over (or later resume from) an older run's steps
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        checkpoint = _latest_checkpoint(out) if resume else None
+        checkpoint = _latest_checkpoint(out)  # none after a restart's clearing
         if checkpoint is not None:
             start, losses = _load_checkpoint(torch, checkpoint, model, optimizer, scheduler, scaler, config)
         began = time.monotonic()
@@ -414,8 +414,6 @@ def _save_checkpoint(
     )
     (tmp / "config.json").write_text(json.dumps(config.model_dump(), indent=2))
     final = folder / f"step-{step}"
-    if final.exists():
-        shutil.rmtree(final)
     tmp.rename(final)
     for old in folder.glob("step-*"):
         if old != final:
