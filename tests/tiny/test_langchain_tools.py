@@ -216,3 +216,24 @@ def test_no_tool_support_names_guard_mode(tiny_backend) -> None:
     agent = create_agent(model=chat, tools=[lookup])
     with pytest.raises(ToolsNotSupportedError, match="RefusalTokenMiddleware"):
         agent.invoke({"messages": [HumanMessage("find x")]}, cfg("open"))
+
+
+def test_tool_set_views_stay_bounded_and_consistent_under_8_threads(hermes_backend) -> None:
+    """Agents call one chat model from many threads, each with its own tools: the view cache (an LRU
+    of 8) is locked, so concurrent lookups and evictions neither raise nor hand out another set's view."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chat = chat_over(hermes_backend)
+    tool_sets = [[{"type": "function", "function": {"name": f"tool{i}", "description": "d",
+                                                     "parameters": {"type": "object", "properties": {}}}}]
+                 for i in range(12)]  # more sets than the cache keeps: evictions race with lookups
+    conversation = [ChatMessage("user", "x")]
+
+    def use(round_: int) -> bool:
+        tools = tool_sets[round_ % len(tool_sets)]
+        view = chat._tools_router(chat.router, tools).backend
+        return f"tool{round_ % len(tool_sets)}" in hermes_backend.tokenizer.decode(view.encode(conversation))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(use, range(400)))
+    assert len(chat._views) <= 8
