@@ -83,3 +83,13 @@ def test_a_malformed_engine_url_is_a_config_error_not_an_unreachable_engine(url:
 
     with pytest.raises(ConfigError, match="http://HOST:PORT/v1"):
         OpenAICompatibleBackend(url, tokenizer="unused", engine="vllm", model="m")
+
+
+@pytest.mark.parametrize("max_context", [0, -5])
+def test_a_context_that_is_not_positive_is_a_config_error(max_context: int) -> None:
+    from rt_middleware.backends.openai_compat import OpenAICompatibleBackend
+    from rt_middleware.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_context must be a positive number of tokens"):
+        OpenAICompatibleBackend("http://127.0.0.1:9/v1", tokenizer="unused", engine="vllm", model="m",
+                                max_context=max_context)
